@@ -46,9 +46,15 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "generators"
 GENERATOR_ARCH = "cgan-dcgan"
 GENERATOR_KIND = "generator"
 CACHE_FORMAT = "gradviz-residuals-v1"
+#: Format tag of the per-pair residual store of :func:`residuals_for`.
+PAIRS_FORMAT = "gradviz-residual-pairs-v1"
 
 #: Adam steps of the two projection stages (Eq. 15 without, then with, the z penalty).
 DEFAULT_STEPS = (600, 150)
+#: Half the paper's steps: measured on 1,000 mnist-5k test images (bench/bench_residual.py),
+#: mean cos 0.995 with the (600, 150) residual, same reconstruction error. The default of
+#: :func:`residuals_for` (the Alignment page, bench/alignment_checks.py).
+FAST_STEPS = (300, 75)
 #: Datasets whose z penalty is the authors' MNIST value (1.5) rather than 0.03.
 MNIST_LIKE = ("mnist", "mnist-5k")
 
@@ -826,8 +832,233 @@ def residual_targets(k: int, y: torch.Tensor) -> torch.Tensor:
     return allc[allc != y[:, None]].view(len(y), k - 1)
 
 
+# --------------------------------------------------------------------------- per-pair store
+
+
+def generator_fingerprint(generator: nn.Module) -> str:
+    """16 hex digits of a SHA-256 over the generator's state dict (names and values): the
+    key of the stored residuals (:func:`residual_cache`, :func:`residuals_for`); a retrained
+    generator gets another one."""
+    return _fingerprint(generator)
+
+
+def residual_store_path(generator: nn.Module, dataset: str, split: str = "test", *, steps=FAST_STEPS,
+                        lr: Optional[float] = None, lambda_z: Optional[float] = None,
+                        folder: Union[str, Path, None] = None) -> Path:
+    """The file of :func:`residuals_for`'s store for these settings:
+    ``<folder>/<dataset>-<split>-<fingerprint>-<s1>+<s2>-lz<lambda_z>-lr<lr>.pairs.pt``
+    (folder default :func:`residual_cache_dir`; lr and lambda_z default as in :func:`project`)."""
+    s1, s2 = _parse_steps(steps)
+    gen_dataset = _dataset_of(generator) or dataset
+    lr = default_projection_lr(gen_dataset) if lr is None else float(lr)
+    lambda_z = default_lambda_z(gen_dataset) if lambda_z is None else float(lambda_z)
+    folder = Path(folder) if folder is not None else residual_cache_dir()
+    fp = _fingerprint(generator)
+    return folder / f"{dataset}-{split}-{fp}-{s1}+{s2}-lz{lambda_z:g}-lr{lr:g}.pairs.pt"
+
+
+def _read_pairs(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(keys (P,) int64 as index * K + class, x_hat (P, C, H, W) float32, mse (P,)) of a
+    store file; empty when the file is missing, unreadable, foreign or of another shape."""
+    empty = (torch.empty(0, dtype=torch.long), torch.empty(0, *shape), torch.empty(0))
+    if not path.is_file():
+        return empty
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != PAIRS_FORMAT:
+            return empty
+        keys, x_hat, mse = payload["keys"].long(), payload["x_hat"].float(), payload["mse"].float()
+        if (keys.ndim != 1 or tuple(x_hat.shape) != (len(keys), *shape) or mse.shape != keys.shape
+                or not torch.isfinite(x_hat).all()):
+            return empty
+        return keys, x_hat, mse
+    except Exception:  # a truncated, corrupt or foreign file: recompute what is asked for
+        return empty
+
+
+def _lookup(keys: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row in ``keys`` of each of ``wanted`` and whether it is there (both (B,))."""
+    if len(keys) == 0:
+        return torch.zeros_like(wanted), torch.zeros_like(wanted, dtype=torch.bool)
+    order = torch.argsort(keys)
+    sk = keys[order]
+    pos = torch.searchsorted(sk, wanted).clamp_max(len(sk) - 1)
+    found = sk[pos] == wanted
+    return order[pos], found
+
+
+class _FileLock:
+    """An advisory lock on ``<path>.lock`` (POSIX flock; a no-op where fcntl is missing), so
+    that two processes adding pairs to one store merge instead of losing each other's."""
+
+    def __init__(self, path: Path):
+        self.path = path.with_name(path.name + ".lock")
+        self.fh = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+
+            self.fh = open(self.path, "a+")
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+        except (ImportError, OSError):
+            self.fh = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()  # closing releases the lock
+
+
+def residuals_for(
+    generator: nn.Module,
+    dataset: str,
+    split: str,
+    index,
+    target,
+    *,
+    steps=FAST_STEPS,
+    lr: Optional[float] = None,
+    lambda_z: Optional[float] = None,
+    folder: Union[str, Path, None] = None,
+    batch_size: int = 1024,
+    device="auto",
+    recompute: bool = False,
+    images=None,
+    progress: Optional[Progress] = None,
+) -> torch.Tensor:
+    """GAN residuals dx = G(z*, c) - x of chosen (image, class) pairs of a dataset split,
+    computed only where not stored before (Bigolin Lanfredi et al., Eqs. 15-16; see
+    :func:`project` for the procedure).
+
+    A store on disk keeps G(z*, c) of every pair ever computed for one generator (its
+    weights' :func:`generator_fingerprint`), dataset split and projection settings (steps,
+    lr, lambda_z): :func:`residual_store_path`. A call looks up the pairs asked for,
+    projects all the missing ones in one batched :func:`project` call, adds them to the
+    store (atomic write: a temporary file then ``os.replace``, under an advisory lock, merged
+    with what another process may have added meanwhile) and returns the residuals. Unlike
+    :func:`residual_cache` (every image onto every other class: N x (K - 1) projections), it
+    projects only what a caller needs, e.g. each image toward the closest class c~ (Eq. 5)
+    of a few models (:func:`gradviz.alignment.closest_class`).
+
+    The file holds plain tensors (``torch.load(weights_only=True)`` reads it): format,
+    dataset, split, settings, ``keys`` (P,) int64 = index * K + class, ``x_hat`` (P, C, H, W)
+    float32 in [0, 1], ``mse`` (P,). A corrupt, truncated or foreign file is ignored (its
+    pairs are computed again and the file rewritten).
+
+    Args:
+        generator: the dataset's class-conditional generator (read-only; see :func:`project`).
+        dataset, split: the images, in :func:`gradviz.data.load_dataset` order.
+        index: (B,) dataset indices (an int: one image; repeats allowed).
+        target: (B,) destination classes, one per index (an int: the same for all);
+            never the image's label.
+        steps: ``(free, penalised)`` Adam steps (default :data:`FAST_STEPS` = (300, 75),
+            measured cos 0.995 with the paper's :data:`DEFAULT_STEPS` = (600, 150) residual
+            at half the cost); an int n splits as 600:150.
+        lr, lambda_z: as in :func:`project` (defaults of the generator's dataset, else of
+            ``dataset``).
+        folder: the store's folder (default :func:`residual_cache_dir`, where
+            :func:`residual_cache` keeps its files).
+        batch_size: pairs optimised at once (see :func:`project`).
+        device: where to project ("auto": CUDA when available).
+        recompute: ignore (and replace) the stored pairs asked for.
+        images: the split's images (N, C, H, W) if the caller has them loaded, else they are
+            loaded with :func:`gradviz.data.load_dataset`; labels always come from there.
+        progress: ``progress(fraction, message)`` callback of the projection (not called
+            when every pair is stored).
+
+    Returns:
+        dx (B, C, H, W) float32 on the CPU, in the order asked for, on the [0, 1] image
+        scale (x + dx = G(z*, c) lies in [0, 1]).
+
+    Raises:
+        ValueError: an index outside the split; a target out of range or equal to the
+            image's label ("target equals the label ..."); index and target of different
+            lengths; images of another shape than the generator's; bad steps.
+    """
+    from gradviz.data import load_dataset
+
+    ds = load_dataset(dataset, split)
+    x_all = ds.x if images is None else images
+    if x_all.shape != ds.x.shape:
+        raise ValueError(f"images must be the {dataset} {split} split, shape {tuple(ds.x.shape)}; "
+                         f"got {tuple(x_all.shape)}")
+    n_total, k = len(ds), len(ds.classes)
+    idx = torch.as_tensor(index, dtype=torch.long).reshape(-1).cpu()
+    tgt = torch.as_tensor(target).cpu()
+    if tgt.is_floating_point() and tgt.numel():
+        raise ValueError("target must hold integer class indices")
+    tgt = tgt.long().expand(len(idx)) if tgt.ndim == 0 else tgt.long().reshape(-1)
+    if len(tgt) != len(idx):
+        raise ValueError(f"index has {len(idx)} entries but target {len(tgt)}")
+    shape = tuple(x_all.shape[1:])
+    if len(idx) == 0:
+        return torch.empty(0, *shape)
+    if int(idx.min()) < 0 or int(idx.max()) >= n_total:
+        raise ValueError(f"index must lie in [0, {n_total}) for the {dataset} {split} split, "
+                         f"got {int(idx.min())}..{int(idx.max())}")
+    if int(tgt.min()) < 0 or int(tgt.max()) >= k:
+        raise ValueError(f"target classes must lie in [0, {k}), got {int(tgt.min())}..{int(tgt.max())}")
+    labels = ds.y[idx]
+    same = tgt == labels
+    if same.any():
+        i = int(same.nonzero()[0])
+        raise ValueError(f"target equals the label for {int(same.sum())} image(s) (first: {split} #{int(idx[i])}, "
+                         f"class {ds.classes[int(labels[i])]!r}); a residual moves an image into another class")
+    s1, s2 = _parse_steps(steps)
+    gen_dataset = _dataset_of(generator) or dataset
+    lr = default_projection_lr(gen_dataset) if lr is None else float(lr)
+    lambda_z = default_lambda_z(gen_dataset) if lambda_z is None else float(lambda_z)
+    path = residual_store_path(generator, dataset, split, steps=(s1, s2), lr=lr, lambda_z=lambda_z, folder=folder)
+    wanted = idx * k + tgt
+    keys, x_hat, mse = _read_pairs(path, shape)
+    if recompute:
+        keep = ~torch.isin(keys, wanted)
+        keys, x_hat, mse = keys[keep], x_hat[keep], mse[keep]
+    rows, found = _lookup(keys, wanted)
+    if not found.all():
+        missing = torch.unique(wanted[~found])  # sorted, each pair once
+        mi, mc = missing // k, missing % k
+        dev = resolve_device(device)
+        proj = project(generator, x_all[mi].to(dev), mc.to(dev), steps=(s1, s2), lr=lr, lambda_z=lambda_z,
+                       batch_size=batch_size, progress=progress)
+        new_hat, new_mse = proj.x_hat.detach().float().cpu(), proj.mse.detach().float().cpu()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _FileLock(path):
+            # merge with the file as it is now (another process may have added pairs)
+            keys, x_hat, mse = _read_pairs(path, shape)
+            if recompute:
+                keep = ~torch.isin(keys, missing)
+                keys, x_hat, mse = keys[keep], x_hat[keep], mse[keep]
+            fresh = ~torch.isin(missing, keys)
+            keys = torch.cat([keys, missing[fresh]])
+            x_hat = torch.cat([x_hat, new_hat[fresh]])
+            mse = torch.cat([mse, new_mse[fresh]])
+            payload = {"format": PAIRS_FORMAT, "dataset": dataset, "split": split, "num_classes": k,
+                       "settings": dict(steps=[s1, s2], lr=lr, lambda_z=lambda_z, generator=_fingerprint(generator),
+                                        generator_path=getattr(generator, "gradviz_info", {}).get("path")),
+                       "keys": keys, "x_hat": x_hat.contiguous(), "mse": mse}
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        # the pairs just computed win over any stored copy (recompute)
+        keys = torch.cat([keys, missing])
+        x_hat = torch.cat([x_hat, new_hat])
+        rows, found = _lookup_last(keys, wanted)
+    return x_hat[rows] - x_all[idx].float()
+
+
+def _lookup_last(keys: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`_lookup`, the last row of a key that occurs more than once."""
+    order = torch.argsort(keys, stable=True)
+    sk = keys[order]
+    pos = (torch.searchsorted(sk, wanted, right=True) - 1).clamp_min(0)
+    return order[pos], sk[pos] == wanted
+
+
 __all__: Sequence[str] = (
     "Generator", "Discriminator", "NoGeneratorError", "Projection", "ResidualCache", "class_accuracy",
     "default_lambda_z", "default_projection_lr", "generator_card", "list_generators", "load_generator",
-    "project", "residual", "residual_cache", "residual_targets", "sample", "save_generator", "train_gan",
+    "project", "residual", "residual_cache", "residual_targets", "residuals_for", "residual_store_path",
+    "generator_fingerprint", "DEFAULT_STEPS", "FAST_STEPS", "sample", "save_generator", "train_gan",
 )

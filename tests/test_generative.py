@@ -213,3 +213,113 @@ def test_cli_train_gan_writes_generator_and_measured_card(home):
     assert 0 <= card["metrics"]["class_accuracy"] <= 1
     G = load_generator(path)
     assert G.z_dim == 8 and G(torch.zeros(1, 8), torch.tensor([3])).shape == (1, 1, 28, 28)
+
+
+@pytest.fixture
+def counted_project(monkeypatch):
+    """Wraps gradviz.generative.project to count the (image, class) pairs it projects."""
+    from gradviz import generative
+
+    class Calls(list):
+        real = staticmethod(generative.project)
+
+        def reference(self, G, x, target, steps):  # dx by the real project, not counted
+            return self.real(G, x, target, steps=steps).x_hat - x
+
+    calls = Calls()
+
+    def counting(generator, x, target, **kw):
+        calls.append(int(torch.as_tensor(target).numel()))
+        return calls.real(generator, x, target, **kw)
+
+    monkeypatch.setattr(generative, "project", counting)
+    return calls
+
+
+def test_residuals_for_projects_only_missing_pairs_and_persists(tmp_path, counted_project):
+    from gradviz.data import load_dataset
+    from gradviz.generative import residual_store_path, residuals_for
+
+    G = Generator(z_dim=8, num_classes=10, width=8).eval()
+    G.gradviz_info = {"dataset": "mnist-5k"}
+    test = load_dataset("mnist-5k", "test")
+    steps = (4, 2)
+    idx = torch.tensor([0, 1, 2])
+    t1 = (test.y[idx] + 1) % 10
+    seen = []
+    dx = residuals_for(G, "mnist-5k", "test", idx, t1, steps=steps, folder=tmp_path,
+                       progress=lambda f, m: seen.append(f))
+    assert counted_project == [3] and seen and seen[-1] == 1.0
+    assert dx.shape == (3, 1, 28, 28) and dx.dtype == torch.float32
+    torch.testing.assert_close(dx, counted_project.reference(G, test.x[idx], t1, steps), atol=1e-6, rtol=0)
+    # second call: two stored pairs (in another order, one twice) and two new ones
+    a, b = (int(test.y[3]) + 2) % 10, (int(test.y[3]) + 5) % 10
+    idx2 = torch.tensor([2, 3, 1, 3, 2])
+    t2 = torch.tensor([int(t1[2]), a, int(t1[1]), b, int(t1[2])])
+    dx2 = residuals_for(G, "mnist-5k", "test", idx2, t2, steps=steps, folder=tmp_path)
+    assert counted_project == [3, 2]
+    torch.testing.assert_close(dx2[[0, 2, 4]], dx[[2, 1, 2]], atol=0, rtol=0)
+    torch.testing.assert_close(dx2[[1, 3]], counted_project.reference(G, test.x[[3, 3]], torch.tensor([a, b]), steps),
+                               atol=1e-6, rtol=0)
+    # everything stored: no projection, no progress
+    seen.clear()
+    dx3 = residuals_for(G, "mnist-5k", "test", idx2, t2, steps=steps, folder=tmp_path,
+                        progress=lambda f, m: seen.append(f))
+    assert counted_project == [3, 2] and not seen and torch.equal(dx3, dx2)
+    # persisted in one weights-only file keyed on the generator and the settings
+    path = residual_store_path(G, "mnist-5k", "test", steps=steps, folder=tmp_path)
+    assert path.is_file() and [p.name for p in tmp_path.glob("*.pt")] == [path.name]
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert payload["keys"].shape == (5,) and payload["x_hat"].shape == (5, 1, 28, 28)
+    assert payload["settings"]["steps"] == [4, 2] and payload["settings"]["lambda_z"] == 1.5
+    # other settings or another generator: another file, computed afresh
+    residuals_for(G, "mnist-5k", "test", idx[:1], t1[:1], steps=(3, 2), folder=tmp_path)
+    assert counted_project == [3, 2, 1] and len(list(tmp_path.glob("*.pt"))) == 2
+    H = Generator(z_dim=8, num_classes=10, width=8, embed_dim=16).eval()
+    assert residual_store_path(H, "mnist-5k", "test", steps=steps, folder=tmp_path) != path
+    # recompute=True projects the asked pairs again and keeps the rest
+    residuals_for(G, "mnist-5k", "test", idx[:2], t1[:2], steps=steps, folder=tmp_path, recompute=True)
+    assert counted_project[-1] == 2
+    assert torch.load(path, weights_only=True)["keys"].shape == (5,)
+
+
+def test_residuals_for_recomputes_after_a_corrupt_file(tmp_path, counted_project):
+    from gradviz.generative import residual_store_path, residuals_for
+
+    G = Generator(z_dim=8, num_classes=2, width=8).eval()
+    G.gradviz_info = {"dataset": "squares"}
+    idx = torch.tensor([0, 1, 2])
+    from gradviz.data import load_dataset
+
+    other = 1 - load_dataset("squares", "test").y[idx]
+    dx = residuals_for(G, "squares", "test", idx, other, steps=(3, 1), folder=tmp_path)
+    path = residual_store_path(G, "squares", "test", steps=(3, 1), folder=tmp_path)
+    assert path.is_file() and counted_project == [3]
+    for junk in (path.read_bytes()[:100], b"not a checkpoint", pickle.dumps({"format": "other"}, protocol=2)):
+        path.write_bytes(junk)
+        again = residuals_for(G, "squares", "test", idx, other, steps=(3, 1), folder=tmp_path)
+        assert counted_project[-1] == 3  # all three projected again
+        torch.testing.assert_close(again, dx, atol=1e-6, rtol=0)
+        assert torch.load(path, weights_only=True)["keys"].shape == (3,)  # the file is good again
+    assert len(counted_project) == 4
+
+
+def test_residuals_for_refuses_bad_pairs(tmp_path, counted_project):
+    from gradviz.data import load_dataset
+    from gradviz.generative import residuals_for
+
+    G = Generator(z_dim=8, num_classes=10, width=8).eval()
+    y = load_dataset("mnist-5k", "test").y
+    with pytest.raises(ValueError, match=r"target equals the label for 1 image\(s\) \(first: test #4"):
+        residuals_for(G, "mnist-5k", "test", [3, 4], [(int(y[3]) + 1) % 10, int(y[4])], folder=tmp_path)
+    with pytest.raises(ValueError, match=r"index must lie in \[0, 1000\)"):
+        residuals_for(G, "mnist-5k", "test", [1000], [0], folder=tmp_path)
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        residuals_for(G, "mnist-5k", "test", [0], [10], folder=tmp_path)
+    with pytest.raises(ValueError, match="index has 2 entries but target 3"):
+        residuals_for(G, "mnist-5k", "test", [0, 1], [1, 2, 3], folder=tmp_path)
+    with pytest.raises(ValueError, match="generator makes"):
+        residuals_for(Generator(z_dim=8, num_classes=10, width=8, size=32).eval(), "mnist-5k", "test", [0],
+                      [(int(y[0]) + 1) % 10], folder=tmp_path)
+    assert residuals_for(G, "mnist-5k", "test", [], [], folder=tmp_path).shape == (0, 1, 28, 28)
+    assert not list(tmp_path.glob("*.pt")) and counted_project == [1]  # only the size check got that far
