@@ -1,4 +1,4 @@
-"""The command line: ``python -m gradviz train|eval|list``.
+"""The command line: ``python -m gradviz train|eval|train-gan|list``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     python -m gradviz train --method trades --eps 0.3 --steps 10 --trades-beta 6
     python -m gradviz train --method pag --pag-target nn --pag-lambda 1.5
     python -m gradviz train --method agr --agr-base pgd --eps 0.3 --steps 10 --agr-start-epoch 32 --epochs 40
+    python -m gradviz train --method lalpha --lalpha-lambda 0.3 --epochs 15
     python -m gradviz eval mnist-5k/pgd-linf
     python -m gradviz eval mnist-5k/pgd-linf --curve --write
     python -m gradviz train-gan --dataset mnist-5k --epochs 60 --out assets/generators
@@ -62,7 +63,12 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else zoo.user_model_dir()
     path = out / f"{name}.pt"
     progress, close = _tqdm_progress(f"train {name}")
-    model, log = train(config, device=args.device, progress=progress)
+    try:
+        model, log = train(config, device=args.device, progress=progress)
+    except ValueError as err:  # e.g. a missing IGD teacher or L_alpha generator
+        close()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     close()
     for entry in log:
         print("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
@@ -160,7 +166,7 @@ def cmd_list(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gradviz.data import DATASETS
     from gradviz.nets import ARCHITECTURES
-    from gradviz.training import AGR_BASES, METHODS, PAG_LAMBDA, PAG_TARGETS
+    from gradviz.training import AGR_BASES, LALPHA_LAMBDA, METHODS, PAG_LAMBDA, PAG_TARGETS
 
     parser = argparse.ArgumentParser(prog="python -m gradviz", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--agr-start-epoch", type=int, default=None,
                    help="agr: first epoch (1-based) with AGR (default int(0.775 * epochs) + 1: 156 of 200, the authors')")
     t.add_argument("--agr-clip", type=float, default=None, help="agr: per-tensor gradient norm clip (default 0.1)")
+    t.add_argument("--lalpha-lambda", type=float, default=None,
+                   help=f"lalpha: weight lambda of the alignment term (default {LALPHA_LAMBDA:g}; paper 0.1-0.3)")
+    t.add_argument("--lalpha-reference", default=None,
+                   help="lalpha: the model whose closest classes the training residuals point to (default "
+                        "<dataset>/standard); needs the dataset's generator; trains without shifts")
     t.add_argument("--monitor", type=int, default=None,
                    help="learning curves: clean (and robust) accuracy after each epoch on the first N test images "
                         "(default 200; 0: none); never used for model selection")

@@ -58,3 +58,17 @@ def make_cifar10_like(root: Path, n_per_batch: int = 4, seed: int = 0):
         pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer",
                                      "dog", "frog", "horse", "ship", "truck"]}, fh)
     return out
+
+
+def linear_classifier(num_features: int, num_classes: int, seed: int = 0, dtype=None):
+    """f(x) = W flatten(x) + b with seeded N(0, 1) weights: grad_x f_c = W[c], so the input
+    gradients of every loss on it are known in closed form."""
+    import torch
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(num_features, num_classes))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn(num_classes, num_features, generator=g))
+        model[1].bias.copy_(torch.randn(num_classes, generator=g))
+    return model.to(dtype) if dtype is not None else model

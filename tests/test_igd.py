@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.helpers import linear_classifier
+
 from gradviz import zoo
 from gradviz.__main__ import main
 from gradviz.training import TrainConfig, train
@@ -22,12 +24,7 @@ D = C * H * W
 
 def _linear(seed: int, dtype=torch.float32) -> nn.Sequential:
     """f(x) = W flatten(x) + b, so grad_x f_y = W[y]."""
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(D, K)).to(dtype)
-    with torch.no_grad():
-        model[1].weight.copy_(torch.randn(K, D, generator=g))
-        model[1].bias.copy_(torch.randn(K, generator=g))
-    return model
+    return linear_classifier(D, K, seed, dtype)
 
 
 def _batch(n=6, seed=0, dtype=torch.float32):

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.helpers import linear_classifier
+
 from gradviz.__main__ import build_parser, main
 from gradviz.training import (
     AGRObjective,
@@ -36,12 +38,7 @@ D = C * H * W
 
 def _linear(seed: int = 0) -> nn.Sequential:
     """f(x) = W flatten(x) + b: grad_x f_c = W[c]."""
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(D, K))
-    with torch.no_grad():
-        model[1].weight.copy_(torch.randn(K, D, generator=g))
-        model[1].bias.copy_(torch.randn(K, generator=g))
-    return model
+    return linear_classifier(D, K, seed)
 
 
 def _batch(n: int = 6, seed: int = 0):

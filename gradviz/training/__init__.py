@@ -1,4 +1,4 @@
-"""Training: objectives (standard, Madry PGD, IGD, TRADES, PAG, AGR), one shared loop with
+"""Training: objectives (standard, Madry PGD, IGD, TRADES, PAG, AGR, L_alpha), one shared loop with
 learning curves, and background jobs for the app.
 
 >>> from gradviz.training import TrainConfig, train, evaluate
@@ -22,10 +22,14 @@ from gradviz.training.loop import (
     train,
 )
 from gradviz.training.objectives import (
+    LALPHA_LAMBDA,
+    LALPHA_PROJECTION_STEPS,
     PAG_LAMBDA,
     PAG_TARGETS,
     AGRObjective,
     IGDObjective,
+    LAlphaObjective,
+    LAlphaResiduals,
     PAGObjective,
     PAGTargets,
     PGDObjective,
@@ -33,6 +37,7 @@ from gradviz.training.objectives import (
     TRADESObjective,
     agr_combine,
     class_log_prob_gradients,
+    loss_input_gradient,
     trades_attack,
     trades_loss,
 )
@@ -41,11 +46,15 @@ __all__ = [
     "AGR_BASES",
     "ATTACK_METHODS",
     "EVAL_ATTACKS",
+    "LALPHA_LAMBDA",
+    "LALPHA_PROJECTION_STEPS",
     "METHODS",
     "PAG_LAMBDA",
     "PAG_TARGETS",
     "AGRObjective",
     "IGDObjective",
+    "LAlphaObjective",
+    "LAlphaResiduals",
     "PAGObjective",
     "PAGTargets",
     "PGDObjective",
@@ -58,6 +67,7 @@ __all__ = [
     "cli_command",
     "default_eps_grid",
     "evaluate",
+    "loss_input_gradient",
     "model_card",
     "monitor_attack",
     "monitor_settings",

@@ -4,7 +4,7 @@ dataset's standard attack, and the model card.
 
 Methods (:data:`METHODS`): ``standard``, ``pgd`` (Madry et al. 2018), ``igd`` (methods.md
 section 3), ``trades`` (Zhang et al. 2019), ``pag`` (methods.md section 2), ``agr``
-(methods.md section 5, around ``pgd`` or ``trades``).
+(methods.md section 5, around ``pgd`` or ``trades``), ``lalpha`` (methods.md section 1).
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from gradviz.attacks import accuracy_vs_eps, clean_accuracy, default_step_size, 
 from gradviz.data import ImageDataset, dataset_info, load_dataset
 from gradviz.nets import build_model
 from gradviz.training.objectives import (
+    LALPHA_LAMBDA,
     PAG_LAMBDA,
     PAG_TARGETS,
     AGRObjective,
     IGDObjective,
+    LAlphaObjective,
+    LAlphaResiduals,
     PAGObjective,
     PAGTargets,
     PGDObjective,
@@ -47,7 +50,7 @@ EVAL_ATTACKS: dict[str, dict] = {
     "squares": dict(norm="linf", eps=0.1, steps=40, step_size=0.01, random_start=True),  # authors: 0.2 on [-1, 1]
 }
 
-METHODS = ("standard", "pgd", "igd", "trades", "pag", "agr")
+METHODS = ("standard", "pgd", "igd", "trades", "pag", "agr", "lalpha")
 #: Methods that train on adversarial examples (their attack: eps, norm, steps, step_size,
 #: warmup_epochs).
 ATTACK_METHODS = ("pgd", "igd", "trades", "agr")
@@ -71,7 +74,7 @@ class TrainConfig:
         dataset, method, arch: what to train (methods: see :data:`METHODS`).
         epochs, batch_size, lr, weight_decay, seed: optimisation (Adam, cosine schedule).
         augment: random translations of up to ``shift`` pixels (torchvision RandomCrop
-            with zero padding), applied per image.
+            with zero padding), applied per image (never for "lalpha": see below).
         eps, norm, steps, step_size, warmup_epochs: the training attack (methods "pgd", "igd").
         teacher, igd_lambda: method "igd" (methods.md section 3): the standard model whose
             input gradients the student follows (a zoo name or checkpoint path; None: the
@@ -85,6 +88,13 @@ class TrainConfig:
             adversarial objective it wraps (``"pgd"`` or ``"trades"``, with the attack
             settings above), the first epoch (1-based) with AGR (None: ``int(0.775 *
             epochs) + 1``, i.e. 156 of 200 as the authors), the per-tensor norm clip (0.1).
+        lalpha_lambda, lalpha_reference: method "lalpha" (methods.md section 1, Eq. 9): the
+            weight lambda of the alignment term (default 0.3; paper 0.1 to 0.3) and the
+            model whose closest classes (Eq. 5) the training residuals point to (None: the
+            dataset's ``<dataset>/standard``); needs the dataset's generator
+            (:func:`gradviz.generative.load_generator`), trains without random shifts
+            (the residuals belong to the unshifted images; :meth:`resolved` sets
+            ``augment=False``).
         limit: train on the first ``limit`` images only (0: all), for quick runs and tests.
         monitor: learning curves: after each epoch, the clean accuracy on the first
             ``monitor`` images of the *test* split and, for every method but standard, the
@@ -117,6 +127,8 @@ class TrainConfig:
     agr_base: Optional[str] = "pgd"
     agr_start_epoch: Optional[int] = None
     agr_clip: Optional[float] = 0.1
+    lalpha_lambda: Optional[float] = LALPHA_LAMBDA
+    lalpha_reference: Optional[str] = None
     monitor: int = 200
     extra: dict = field(default_factory=dict)
 
@@ -153,16 +165,26 @@ class TrainConfig:
             c.agr_clip = 0.1 if c.agr_clip is None else c.agr_clip
         else:
             c.agr_base, c.agr_start_epoch, c.agr_clip = None, None, None
+        if c.method == "lalpha":
+            c.lalpha_lambda = LALPHA_LAMBDA if c.lalpha_lambda is None else c.lalpha_lambda
+            c.lalpha_reference = c.lalpha_reference or f"{c.dataset}/standard"
+            c.augment = False  # each residual belongs to its unshifted training image
+        else:
+            c.lalpha_lambda, c.lalpha_reference = None, None
         if not (c.method == "trades" or (c.method == "agr" and c.agr_base == "trades")):
             c.trades_beta = None
         elif c.trades_beta is None:
             c.trades_beta = 6.0
         return c
 
-    def objective(self, device="cpu", train_set: Optional[ImageDataset] = None):
+    def objective(self, device="cpu", train_set: Optional[ImageDataset] = None, progress: Optional[Progress] = None):
         """The training objective of ``method`` (see :mod:`gradviz.training.objectives`).
-        ``train_set``: the images trained on (PAG's targets come from them; default: the
-        dataset's training split, its first ``limit`` images)."""
+        ``train_set``: the images trained on (PAG's targets and L_alpha's residuals come
+        from them; default: the dataset's training split, its first ``limit`` images).
+        ``progress``: reports L_alpha's residual computation (the only slow set-up)."""
+        if self.method in ("pag", "lalpha") and train_set is None:
+            train_set = load_dataset(self.dataset, "train")
+            train_set = train_set.subset(slice(0, self.limit)) if self.limit else train_set
         if self.method == "standard":
             return StandardObjective()
         if self.method == "pgd":
@@ -174,9 +196,6 @@ class TrainConfig:
             source = self.pag_target or "cm"
             if source not in PAG_TARGETS:
                 raise ValueError(f"unknown PAG target {source!r}; choose one of {PAG_TARGETS}")
-            if train_set is None:
-                train_set = load_dataset(self.dataset, "train")
-                train_set = train_set.subset(slice(0, self.limit)) if self.limit else train_set
             targets = PAGTargets(train_set.x, train_set.y, source,
                                  num_classes=len(dataset_info(self.dataset).classes)).to(device)
             return PAGObjective(targets, PAG_LAMBDA if self.pag_lambda is None else self.pag_lambda)
@@ -199,7 +218,32 @@ class TrainConfig:
                                  f"not {self.dataset!r}")
             return IGDObjective(self.eps, self.norm, self.steps, self.step_size, self.warmup_epochs,
                                 teacher=teacher, igd_lambda=self.igd_lambda)
+        if self.method == "lalpha":
+            return LAlphaObjective(self._lalpha_residuals(device, train_set, progress),
+                                   LALPHA_LAMBDA if self.lalpha_lambda is None else self.lalpha_lambda)
         raise ValueError(f"unknown training method {self.method!r}; choose one of {METHODS}")
+
+    def _lalpha_residuals(self, device, train_set: ImageDataset, progress) -> LAlphaResiduals:
+        from gradviz import zoo
+        from gradviz.generative import NoGeneratorError, load_generator
+
+        name = self.lalpha_reference or f"{self.dataset}/standard"
+        try:
+            generator = load_generator(self.dataset, device=device)
+            reference = zoo.load_model(name, device=device)
+        except NoGeneratorError as err:
+            raise ValueError(f"lalpha needs the dataset's generator for its residuals: {err}") from err
+        except KeyError as err:
+            raise ValueError(f"lalpha needs a reference model for the closest classes: {err.args[0]}") from err
+        if reference.gradviz_info["dataset"] != self.dataset:
+            raise ValueError(f"the lalpha reference {name!r} was made for {reference.gradviz_info['dataset']!r}, "
+                             f"not {self.dataset!r}")
+
+        def on_projection(fraction: float, message: str) -> None:
+            report(progress, 0.0, f"L_alpha residuals of the training images {100 * fraction:.0f} %")
+
+        return LAlphaResiduals.compute(generator, reference, train_set.x.to(device), train_set.y.to(device),
+                                       progress=on_projection)
 
 
 class _Augmented(Dataset):
@@ -293,12 +337,13 @@ def train(
     """
     if config.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+    config = config.resolved()
     dev = resolve_device(device)
     info = dataset_info(config.dataset)
     train_set = load_dataset(config.dataset, "train")
     if config.limit:
         train_set = train_set.subset(slice(0, config.limit))
-    objective = config.objective(dev, train_set=train_set)
+    objective = config.objective(dev, train_set=train_set, progress=progress)
     watch = _monitor_data(config, dev)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

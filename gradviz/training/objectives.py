@@ -13,6 +13,8 @@ the loop then calls instead of ``loss.backward(); optimizer.step()``.
 * :class:`TRADESObjective`: Zhang et al. (ICML 2019), TRADES;
 * :class:`PAGObjective`: perceptually aligned gradients (Ganz, Kawar, Elad; methods.md
   section 2), with :class:`PAGTargets` (class mean, nearest neighbour);
+* :class:`LAlphaObjective`: the alignment penalty L_alpha of Bigolin Lanfredi et al.
+  (methods.md section 1), with :class:`LAlphaResiduals` (GAN residuals);
 * :class:`AGRObjective`: adaptive gradient reconstruction around PGD or TRADES (methods.md
   section 5), with :func:`agr_combine`.
 """
@@ -440,6 +442,131 @@ class PAGObjective:
             "loss": loss.item(), "ce": ce.item(),
             "pag_cos": cos.mean().item(),
             "pag_cos_true": cos.gather(1, y[:, None]).mean().item(),
+            "accuracy": (logits.argmax(1) == y).float().mean().item(),
+        }
+
+
+# ----------------------------------------------------------------------------- L_alpha
+
+#: Default weight lambda of the alignment term of L_alpha (methods.md section 1: 0.1 to 0.3).
+LALPHA_LAMBDA = 0.3
+#: Projection steps (free, penalised) of L_alpha's training residuals: half the paper's
+#: (600, 150); on mnist-5k test images the residuals kept a mean cosine of 0.995 with the
+#: paper's procedure (bench/bench_residual.py --fast 300+75).
+LALPHA_PROJECTION_STEPS = (300, 75)
+
+
+class LAlphaResiduals:
+    """The residuals L_alpha aligns the gradient with, one per training image (Bigolin
+    Lanfredi et al., methods.md section 1, Eqs. 5 and 15-16):
+
+        dx_i = G(z*, c~_i) - x_i,
+
+    with c~_i the closest inaccurate class (Eq. 5) of a *reference* model (default the
+    dataset's standard model) and G(z*, c~_i) the class-conditional generator's projection of
+    x_i onto that class. They are computed once, before training (a projection per image and
+    step would cost more than the training itself: 4,000 mnist-5k images x 375 Adam steps
+    of G are ~8 CPU-minutes), so the class is the reference model's, not the current
+    model's, and the images must not be translated (``augment=False``): a residual belongs
+    to its unshifted image.
+
+    Args:
+        dx: (M, C, H, W) float residuals of the M training images, in training-set order.
+        target: (M,) int64 the classes they point to.
+        meta: how they were made (generator, reference model, steps, seconds).
+    """
+
+    def __init__(self, dx: torch.Tensor, target: torch.Tensor, meta: Optional[dict] = None):
+        if dx.ndim != 4 or target.shape != dx.shape[:1]:
+            raise ValueError(f"dx must be (M, C, H, W) and target (M,), got {tuple(dx.shape)} and {tuple(target.shape)}")
+        self.dx, self.target, self.meta = dx, target.long(), dict(meta or {})
+
+    @classmethod
+    def compute(cls, generator: nn.Module, reference: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                steps=LALPHA_PROJECTION_STEPS, batch_size: int = 1024, progress=None) -> "LAlphaResiduals":
+        """Project the training images ``x`` (M, C, H, W) in [0, 1] with labels ``y`` (M,)
+        onto the closest class of ``reference`` (:func:`gradviz.alignment.closest_class`)
+        with :func:`gradviz.generative.residual`; ``progress(fraction, message)`` as it goes.
+        Raises ValueError for bad images or labels (see those functions)."""
+        import time
+
+        from gradviz.alignment import closest_class
+        from gradviz.generative import residual
+
+        start = time.perf_counter()
+        chunks = [closest_class(reference, x[i:i + 1024], y[i:i + 1024]) for i in range(0, len(x), 1024)]
+        target = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long, device=x.device)
+        dx = residual(generator, x, target, y=y, steps=steps, batch_size=batch_size, progress=progress)
+        meta = dict(steps=list(steps), n=len(x), seconds=round(time.perf_counter() - start, 1),
+                    reference=getattr(reference, "gradviz_info", {}).get("name"),
+                    generator=getattr(generator, "gradviz_info", {}).get("path"))
+        return cls(dx.detach(), target, meta)
+
+    def to(self, device) -> "LAlphaResiduals":
+        self.dx, self.target = self.dx.to(device), self.target.to(device)
+        return self
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) residuals of the training images at positions ``index`` (B,)."""
+        return self.dx[index.to(self.dx.device)]
+
+
+def loss_input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                        create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """grad_x CE(f(x_i), y_i) of every image (one backward pass of the summed per-image
+    losses: each image's loss depends on its own input only). Returns ``(logits, grad)``,
+    (N, K) and (N, C, H, W); with ``create_graph`` both stay on the graph (double
+    backpropagation), otherwise they are detached."""
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(True)
+        logits = model(xr)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xr, create_graph=create_graph)
+    return (logits, grad) if create_graph else (logits.detach(), grad.detach())
+
+
+@dataclass
+class LAlphaObjective:
+    """The alignment penalty L_alpha (Bigolin Lanfredi, Schroeder, Tasdizen, Eq. 9;
+    methods.md section 1)::
+
+        L = CE(f(x), y) - lambda * mean_i cos(grad_x CE(f(x_i), y_i), dx_i)
+
+    with dx_i the GAN residual of image i toward its closest inaccurate class
+    (:class:`LAlphaResiduals`, detached), the input gradient taken with
+    ``create_graph=True`` (double backpropagation), cos per image over C*H*W
+    (:func:`per_image_cosine`: 0 with a zero vector, e.g. a saturated softmax whose loss
+    gradient underflows to 0). No adversarial examples. The authors' code aligns the
+    gradient of the logit difference d_c~ - d_y, which alpha_dx (Eq. 8) measures, instead
+    of the loss gradient; gradviz follows the paper's equation as methods.md states it.
+
+    Attributes:
+        residuals: the training images' residuals (looked up by the batch's ``index``).
+        alpha_lambda: lambda (default :data:`LALPHA_LAMBDA`; paper 0.1 to 0.3).
+
+    Logged per batch: ``loss``, ``ce``, ``alpha`` (mean cosine, the training images'
+    alignment), ``accuracy``.
+    """
+
+    residuals: Optional[LAlphaResiduals] = field(default=None, repr=False)
+    alpha_lambda: float = LALPHA_LAMBDA
+    name = "lalpha"
+
+    def __post_init__(self):
+        lam = self.alpha_lambda
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0 or lam == float("inf"):
+            raise ValueError(f"alpha_lambda must be a finite number >= 0 (paper: 0.1 to 0.3); got {lam!r}")
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoch: int = 0, index=None):
+        if self.residuals is None:
+            raise ValueError("LAlphaObjective needs the training images' residuals (LAlphaResiduals)")
+        if index is None:
+            raise ValueError("LAlphaObjective needs each image's position in the training set (index)")
+        logits, grad = loss_input_gradient(model, x, y, create_graph=True)
+        cos = per_image_cosine(grad, self.residuals(index).to(grad.dtype))
+        ce = F.cross_entropy(logits, y)
+        loss = ce - self.alpha_lambda * cos.mean()
+        return loss, {
+            "loss": loss.item(), "ce": ce.item(), "alpha": cos.mean().item(),
             "accuracy": (logits.argmax(1) == y).float().mean().item(),
         }
 

@@ -14,7 +14,9 @@ from gradviz.attack_figures import accuracy_vs_eps_figure
 from gradviz.data import DATASETS
 from gradviz.model_figures import live_loss_figure
 from gradviz.nets import ARCHITECTURES
-from gradviz.training import AGR_BASES, ATTACK_METHODS, EVAL_ATTACKS, METHODS, PAG_LAMBDA, PAG_TARGETS, TrainConfig
+from gradviz.training import (
+    AGR_BASES, ATTACK_METHODS, EVAL_ATTACKS, LALPHA_LAMBDA, METHODS, PAG_LAMBDA, PAG_TARGETS, TrainConfig,
+)
 from gradviz.training import jobs
 from gradviz.ui.models_cache import eps50_results, measure_eps50
 
@@ -27,6 +29,7 @@ METHOD_LABELS = {
     "trades": "TRADES (Zhang et al.)",
     "pag": "PAG: perceptually aligned gradients",
     "agr": "AGR: adaptive gradient reconstruction",
+    "lalpha": "L_alpha: alignment with the GAN residual",
 }
 _JOB = "gv_models_job"
 _SEEN = "gv_models_job_seen"
@@ -169,6 +172,15 @@ def train_panel(device: str) -> None:
             options["pag_target"] = a.radio("Target gradients", PAG_TARGETS, horizontal=True, key="models_train_pag_t",
                                             format_func={"cm": "class mean − x", "nn": "nearest neighbour − x"}.get)
             options["pag_lambda"] = b.number_input("lambda", 0.0, 100.0, float(PAG_LAMBDA), key="models_train_pag_l")
+        if method == "lalpha":
+            a, b = st.columns(2)
+            options["lalpha_lambda"] = a.number_input("lambda", 0.0, 10.0, float(LALPHA_LAMBDA), key="models_train_la_l",
+                                                      help="Weight of the alignment term (paper: 0.1 to 0.3).")
+            references = [m.name for m in zoo.list_models(dataset) if m.method == "standard"]
+            options["lalpha_reference"] = b.selectbox(
+                "Closest classes of", references or [None], key="models_train_la_ref",
+                help="The residuals are computed once, before training, toward each image's closest class under "
+                     "this model; needs the dataset's generator. Trains without random shifts.")
         if method == "igd":
             teachers = [m.name for m in zoo.list_models(dataset) if m.method == "standard"]
             options["teacher"] = st.selectbox("Teacher (a standard model)", teachers or [None],
