@@ -151,10 +151,50 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _curve_point(curve: dict, eps: float):
+    """Accuracy of a card's accuracy-vs-eps curve at ``eps`` (None when not on its grid)."""
+    for e, a in zip(curve.get("eps_grid", ()), curve.get("accuracy", ())):
+        if abs(e - eps) < 1e-9:
+            return a
+    return None
+
+
+def _markdown_table(cards) -> str:
+    """The README's table of models: the card's clean and robust accuracy (the dataset's
+    standard attack) and, where ``eval --curve`` measured it, the curve's accuracy at
+    1/3 and 2/3 of the evaluation eps and eps50."""
+    from gradviz.training import EVAL_ATTACKS
+
+    def pct(v):
+        return "–" if v is None else f"{100 * v:.1f} %"
+
+    lines = []
+    for dataset in sorted({c.dataset for c in cards}):
+        e = float(EVAL_ATTACKS[dataset]["eps"]) if dataset in EVAL_ATTACKS else None
+        low, mid = (round(e / 3, 6), round(2 * e / 3, 6)) if e else (None, None)
+        lines += [f"| {dataset} | method | clean | PGD-40 eps {e:g} | curve at {low:.3g} | at {mid:.3g} | eps50 |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in (c for c in cards if c.dataset == dataset):
+            m, curve = c.metrics, c.metrics.get("curve") or {}
+            e50 = curve.get("eps50")
+            lines.append(f"| `{c.name}` | {c.method}{f' (eps {c.eps:g})' if c.eps else ''} | "
+                         f"{pct(m.get('clean_accuracy'))} | {pct(m.get('robust_accuracy'))} | "
+                         f"{pct(_curve_point(curve, low))} | {pct(_curve_point(curve, mid))} | "
+                         f"{'–' if e50 is None else ('> max eps' if e50 == float('inf') else f'{e50:.3f}')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def cmd_list(args) -> int:
     from gradviz import zoo
 
-    for card in zoo.list_models(args.dataset):
+    cards = zoo.list_models(args.dataset)
+    if args.markdown:
+        print(_markdown_table([c for c in cards if c.shipped or not args.shipped]))
+        return 0
+    for card in cards:
+        if args.shipped and not card.shipped:
+            continue
         m = card.metrics
         e50 = (m.get("curve") or {}).get("eps50")
         print(f"{card.name:28s} {card.method:10s} eps {card.eps:<5g} clean {m.get('clean_accuracy', float('nan')):.4f} "
@@ -249,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list the models of the zoo")
     ls.add_argument("--dataset", default=None)
+    ls.add_argument("--shipped", action="store_true", help="only the shipped models")
+    ls.add_argument("--markdown", action="store_true", help="a Markdown table (the README's)")
     ls.set_defaults(func=cmd_list)
     return parser
 

@@ -354,3 +354,16 @@ def test_cli_eval_curve_writes_accuracy_vs_eps_and_eps50(tmp_path, monkeypatch, 
     assert curve["n_images"] == 16 and metrics["n_images"] == 16 and metrics["note"] == "kept"
     assert curve["eps50"] == 0.0 or curve["accuracy"][0] > 0.5  # a random model: below 50 % from the start
     assert "eps50" in capsys.readouterr().out
+
+    capsys.readouterr()
+    assert main(["list", "--dataset", "mnist-5k", "--markdown"]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if "`mnist-5k/rand`" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    assert cells[2:6] == [pct(metrics["clean_accuracy"]), pct(metrics["robust_accuracy"]),
+                          pct(curve["accuracy"][4]), pct(curve["accuracy"][6])]  # eps 0.1 and 0.2
+    assert cells[6] == f"{curve['eps50']:.3f}"
+    assert "| `mnist-5k/standard` |" in table  # shipped models are listed too, without a curve: "–"
+    assert main(["list", "--dataset", "mnist-5k", "--markdown", "--shipped"]) == 0
+    assert "mnist-5k/rand" not in capsys.readouterr().out
