@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/attack.py", title="Attack", icon=":material/bolt:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
     st.Page("pages/inequality.py", title="Inequality", icon=":material/equalizer:"),
+    st.Page("pages/alignment.py", title="Alignment", icon=":material/join_inner:"),
 ]
 
 page = st.navigation(PAGES)
