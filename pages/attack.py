@@ -49,20 +49,9 @@ where it crosses 50 % (median robustness): larger is more robust.
 """
     )
 
-state = ui.sidebar_state()
-try:
-    ds = ui.cached_dataset(state.dataset, "test")
-except (ValueError, FileNotFoundError, OSError) as err:
-    st.error(f"The dataset {state.dataset!r} could not be loaded: {err}")
-    st.stop()
-models, load_errors = ui.load_models(state.models, state.device)
-for msg in load_errors:
-    st.error(msg, icon=":material/error:")
-if not models:
-    st.warning("Choose at least one model that loads, in the sidebar.", icon=":material/arrow_back:")
-    st.stop()
-names = tuple(models)
-versions = tuple(ui.model_version(n) for n in names)
+inputs = ui.page_inputs()
+state, ds, models = inputs.state, inputs.dataset, inputs.models
+names, versions = inputs.names, inputs.versions
 rgb = int(ds.x.shape[1]) == 3
 classes = list(ds.classes)
 

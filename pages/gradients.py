@@ -46,19 +46,8 @@ the map points the other way: toward making the target class *less* likely.
 """
     )
 
-state = ui.sidebar_state()
-try:
-    ds = ui.cached_dataset(state.dataset, "test")
-except (ValueError, FileNotFoundError, OSError) as err:
-    st.error(f"The dataset {state.dataset!r} could not be loaded: {err}")
-    st.stop()
-
-models, load_errors = ui.load_models(state.models, state.device)
-for msg in load_errors:
-    st.error(msg, icon=":material/error:")
-if not models:
-    st.warning("Choose at least one model that loads, in the sidebar.", icon=":material/arrow_back:")
-    st.stop()
+inputs = ui.page_inputs()
+state, ds, models = inputs.state, inputs.dataset, inputs.models
 
 with st.container(border=True):
     col_images, col_method, col_display = st.columns(3, gap="large")
@@ -78,13 +67,13 @@ if images.x.shape[0] == 0:
     st.warning("No image to show: choose at least one.", icon=":material/image_not_supported:")
     st.stop()
 
-names = tuple(models)
+names = inputs.names
 try:
     with st.spinner("Computing the gradients…"):
         grid = ui.cached_gradient_grid(
             names,
             state.device,
-            tuple(ui.model_version(n) for n in names),
+            inputs.versions,
             images.x.numpy(),
             tuple(int(v) for v in images.labels),
             tuple(images.names),

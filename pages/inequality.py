@@ -60,20 +60,9 @@ the attribution more equal again while keeping the robustness.
 """
     )
 
-state = ui.sidebar_state()
-try:
-    ds = ui.cached_dataset(state.dataset, "test")
-except (ValueError, FileNotFoundError, OSError) as err:
-    st.error(f"The dataset {state.dataset!r} could not be loaded: {err}")
-    st.stop()
-models, load_errors = ui.load_models(state.models, state.device)
-for msg in load_errors:
-    st.error(msg, icon=":material/error:")
-if not models:
-    st.warning("Choose at least one model that loads, in the sidebar.", icon=":material/arrow_back:")
-    st.stop()
-names = tuple(models)
-versions = tuple(ui.model_version(n) for n in names)
+inputs = ui.page_inputs()
+state, ds, models = inputs.state, inputs.dataset, inputs.models
+names, versions = inputs.names, inputs.versions
 colours = model_colours(names)
 classes = list(ds.classes)
 _, channels, height, width = ds.x.shape

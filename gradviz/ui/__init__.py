@@ -2,11 +2,13 @@
 
 * :mod:`gradviz.ui.state`: the shared sidebar (dataset, models, device) and its state;
 * :mod:`gradviz.ui.cache`: cached models, datasets and computed arrays;
+* :mod:`gradviz.ui.page`: what a page starts from (sidebar state, dataset, models);
 * :mod:`gradviz.ui.uploads`: uploaded images read for a model, with messages;
 * :mod:`gradviz.ui.widgets`: widget groups shared by pages, download buttons.
 """
 
 from gradviz.ui.cache import cached_dataset, cached_gradient_grid, cached_model, load_models, model_version
+from gradviz.ui.page import PageInputs, page_inputs
 from gradviz.ui.state import DEFAULT_DATASET, DEFAULT_MODELS, SidebarState, draw_sidebar, sidebar_state
 from gradviz.ui.uploads import UploadResult, read_upload, show_messages
 from gradviz.ui.widgets import (
@@ -28,6 +30,7 @@ __all__ = [
     "DisplayChoice",
     "ImageChoice",
     "MethodChoice",
+    "PageInputs",
     "SidebarState",
     "UploadResult",
     "cached_dataset",
@@ -40,6 +43,7 @@ __all__ = [
     "load_models",
     "method_picker",
     "model_version",
+    "page_inputs",
     "parse_indices",
     "read_upload",
     "show_messages",
