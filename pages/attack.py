@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from gradviz import ui
+from gradviz import ui, zoo
 from gradviz.attack_figures import (
     accuracy_vs_eps_figure, attack_panels_figure, attack_to_npz, curves_to_csv, loss_trace_figure,
     pag_grid_figure, sweep_to_npz,
@@ -181,18 +181,33 @@ with st.expander("Why does a robust model's row sometimes barely change?", icon=
         "pixels below a level are ignored. Its gradient is then zero on the black background, "
         "so the attack can only dim or brighten the strokes that are already there: the images "
         "stay the original, faded, and some targets are never reached. That is a *masked* "
-        "gradient, not an aligned one. Models trained against l2 attacks, or with the PAG "
-        "objective, show the effect best."
+        "gradient, not an aligned one. Models trained against l2 attacks (`pgd-l2`), or with "
+        "the PAG objective, show the effect best: compare the rows of `pgd-linf` and `pgd-l2`."
     )
+# The l2-trained models of the dataset join the sidebar's choice here: they show the effect.
+dataset_models = [c.name for c in zoo.list_models(state.dataset)]
+l2_models = [c.name for c in zoo.list_models(state.dataset) if c.norm == "l2" and c.name not in names]
+pag_names = tuple(st.multiselect(
+    "Models of this view", dataset_models, default=list(names) + l2_models, key=f"atk_pag_models_{state.dataset}",
+    help="The sidebar's models and the dataset's l2-trained ones (robust models whose gradients are not masked).",
+))
+if not pag_names:
+    st.warning("Choose at least one model for this view.", icon=":material/arrow_upward:")
+    st.stop()
+pag_versions = tuple(ui.model_version(n) for n in pag_names)
 p1, p2 = st.columns(2, gap="large")
 pag_eps = float(p1.slider("ε (l2, pixel units)", 0.5, 10.0, float(PAG_EPS), 0.5, key="atk_pag_eps"))
 pag_steps = int(p2.slider("Steps", 10, 200, PAG_STEPS, 10, key="atk_pag_steps"))
-pag_request = (state.dataset, names, state.device, index, pag_eps, pag_steps)
+pag_request = (state.dataset, pag_names, state.device, index, pag_eps, pag_steps)
 if st.button("Attack toward every class", key="atk_pag_go", icon=":material/play_arrow:"):
     st.session_state["atk_pag_request"] = pag_request
 if st.session_state.get("atk_pag_request") == pag_request:
     with st.spinner(f"{len(classes)} targeted attacks per model…"):
-        images, probs = cached_sweeps(names, state.device, versions, x.numpy(), pag_eps, pag_steps)
+        try:
+            images, probs = cached_sweeps(pag_names, state.device, pag_versions, x.numpy(), pag_eps, pag_steps)
+        except (KeyError, ValueError, RuntimeError) as err:  # a model that does not load or fit
+            st.error(f"The targeted attacks failed: {err}", icon=":material/error:")
+            st.stop()
     pag_title = f"Targeted l2 PGD toward each class · ε {pag_eps:g} · {pag_steps} steps · test #{index}"
     pfig = pag_grid_figure(images, classes, x=x[0], probs=probs, title=pag_title)
     st.plotly_chart(pfig, width="content", theme=None, key="atk_pag_chart", config=CHART_CONFIG)

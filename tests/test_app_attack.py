@@ -146,14 +146,24 @@ def test_accuracy_curves_on_request(shipped_models):
 
 def test_perceptually_aligned_view_on_request(shipped_models):
     at = attack_page()
+    # the sidebar's two models, then the dataset's l2-trained one, which shows the effect
+    assert at.multiselect(key="atk_pag_models_mnist-5k").value == [
+        "mnist-5k/standard", "mnist-5k/pgd-linf", "mnist-5k/pgd-l2"]
     at.slider(key="atk_pag_steps").set_value(10)
     at.slider(key="atk_pag_eps").set_value(3.0)
     at.run()
     at.button(key="atk_pag_go").click().run()
     assert not at.exception, [e.value for e in at.exception]
     pag = chart(at, "Targeted l2 PGD toward each class")
-    assert len(pag["data"]) == 2 * 11  # per model: x then one image per class
+    assert len(pag["data"]) == 3 * 11  # per model: x then one image per class
     titles = [a["text"] for a in pag["layout"]["annotations"]]
     assert titles[0] == "x" and titles[1].startswith("→ 0<br>")
     assert pag["layout"]["yaxis"]["title"]["text"] == "<b>standard</b>"
     assert "ε 3" in pag["layout"]["title"]["text"]
+    # a changed choice of models asks for the button again; none at all: a warning
+    at.multiselect(key="atk_pag_models_mnist-5k").set_value(["mnist-5k/pgd-l2"]).run()
+    assert not [t for t in charts(at) if t.startswith("Targeted l2 PGD")]
+    at.button(key="atk_pag_go").click().run()
+    assert len(chart(at, "Targeted l2 PGD toward each class")["data"]) == 11
+    at.multiselect(key="atk_pag_models_mnist-5k").set_value([]).run()
+    assert not at.exception and any("at least one model for this view" in w.value for w in at.warning)

@@ -114,13 +114,13 @@ def test_attack_page_in_the_browser(streamlit_server, browser, shipped_models, a
         assert page.locator('[data-testid="stDataFrame"]').count() == 2  # the attack's table and the eps50 table
 
         # The perceptually aligned gradients view on request, with few steps.
-        _slider_to_min(page, "Steps", last=True)  # the sweep's (the attack's "Steps" comes first)
-        _wait_idle(page)
+        # the sweep at its defaults (l2, eps 6, 80 steps): standard, pgd-linf and pgd-l2 rows
         page.get_by_role("button", name="Attack toward every class").click()
         _wait_for_title(page, "Targeted l2 PGD toward each class", timeout_ms=400_000)
         pag = _figure(page, "Targeted l2 PGD toward each class")
-        assert pag["n_traces"] == 2 * 11
+        assert pag["n_traces"] == 3 * 11
         assert pag["annotations"][0] == "x" and pag["annotations"][1].startswith("→ 0<br>")
+        page.locator('[data-testid="stPlotlyChart"]').last.screenshot(path=str(artifacts_dir / "attack-pag.png"))
         page.screenshot(path=str(artifacts_dir / "attack-full.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
         assert not errors, errors
