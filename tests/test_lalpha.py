@@ -21,7 +21,7 @@ from gradviz.__main__ import main
 from gradviz.alignment import closest_class
 from gradviz.generative import Generator, save_generator
 from gradviz.training import (
-    LAlphaObjective, LAlphaResiduals, TrainConfig, cli_command, loss_input_gradient, train,
+    LAlphaObjective, LAlphaResiduals, TrainConfig, cli_command, loss_gradient_direction, loss_input_gradient,
 )
 
 C, H, W, K = 1, 4, 4, 3
@@ -49,6 +49,12 @@ class TemplateGenerator(nn.Module):
         return (self.T[c] + z @ self.A.T).view(-1, C, H, W)
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))
+    return tmp_path
+
+
 def test_loss_input_gradient_of_a_linear_model():
     model = _linear()
     x, y = torch.rand(5, C, H, W), torch.tensor([0, 1, 2, 0, 1])
@@ -56,6 +62,24 @@ def test_loss_input_gradient_of_a_linear_model():
     p = F.softmax(model(x), 1).detach()
     expected = (p - F.one_hot(y, K)) @ model[1].weight.detach()
     torch.testing.assert_close(grad.flatten(1), expected)
+
+
+def test_loss_gradient_direction_has_the_loss_gradients_cosine_without_vanishing():
+    model = _linear(3)
+    x, y = torch.rand(5, C, H, W), torch.tensor([0, 1, 2, 0, 1])
+    p_y = F.softmax(model(x), 1).gather(1, y[:, None])
+    _, grad = loss_input_gradient(model, x, y)
+    _, direction = loss_gradient_direction(model, x, y)
+    torch.testing.assert_close(direction, grad / (1 - p_y).view(-1, 1, 1, 1), rtol=1e-4, atol=1e-6)
+    # a confident image: the loss gradient underflows to 0 in float32, the direction does not
+    with torch.no_grad():
+        model[1].bias.copy_(torch.tensor([200.0, 0.0, 0.0]))
+    x0, y0 = x[:1], torch.tensor([0])
+    assert loss_input_gradient(model, x0, y0)[1].abs().max() == 0
+    _, d0 = loss_gradient_direction(model, x0, y0)
+    w = model[1].weight.detach()
+    q = F.softmax(model(x0)[0, 1:], 0).detach()
+    torch.testing.assert_close(d0.flatten(), q @ w[1:] - w[0])
 
 
 def test_lalpha_loss_equals_the_hand_computation_and_backpropagates_twice():
@@ -108,6 +132,23 @@ def test_residual_targets_point_to_the_reference_models_closest_class():
     assert (res.target != y).all() and res.meta["n"] == len(y) and res.meta["steps"] == [200, 0]
 
 
+def test_residuals_of_a_dataset_are_stored_and_not_projected_twice(home):
+    from gradviz.data import load_dataset
+
+    train_set = load_dataset("mnist-5k", "train").subset(slice(0, 6))
+    G, reference = Generator(z_dim=8, width=8), linear_classifier(28 * 28, 10, seed=5)
+    calls = []
+    first = LAlphaResiduals.compute(G, reference, train_set.x, train_set.y, dataset="mnist-5k", steps=(4, 1),
+                                    progress=lambda f, m: calls.append(f))
+    assert calls and first.dx.shape == (6, 1, 28, 28)
+    torch.testing.assert_close(first.target, closest_class(reference, train_set.x, train_set.y))
+    calls.clear()
+    again = LAlphaResiduals.compute(G, reference, train_set.x, train_set.y, dataset="mnist-5k", steps=(4, 1),
+                                    progress=lambda f, m: calls.append(f))
+    assert not calls  # every pair came from the store
+    torch.testing.assert_close(again.dx, first.dx)
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="alpha_lambda"):
         LAlphaObjective(LAlphaResiduals(torch.zeros(2, C, H, W), torch.zeros(2)), -1.0)
@@ -126,12 +167,6 @@ def test_config_resolution_and_command_line_round_trip():
     assert TrainConfig(method="pgd").resolved().lalpha_lambda is None
     command = cli_command(TrainConfig(method="lalpha", lalpha_lambda=0.1, epochs=3), name="la")
     assert "--lalpha-lambda 0.1" in command and "--no-augment" in command
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))
-    return tmp_path
 
 
 def _save_tiny_generator(home, dataset="mnist-5k"):

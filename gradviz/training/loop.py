@@ -180,7 +180,8 @@ class TrainConfig:
     def objective(self, device="cpu", train_set: Optional[ImageDataset] = None, progress: Optional[Progress] = None):
         """The training objective of ``method`` (see :mod:`gradviz.training.objectives`).
         ``train_set``: the images trained on (PAG's targets and L_alpha's residuals come
-        from them; default: the dataset's training split, its first ``limit`` images).
+        from them; default: the dataset's training split, its first ``limit`` images; for
+        lalpha it must be that split or a prefix of it: its residuals are stored by position).
         ``progress``: reports L_alpha's residual computation (the only slow set-up)."""
         if self.method in ("pag", "lalpha") and train_set is None:
             train_set = load_dataset(self.dataset, "train")
@@ -243,7 +244,7 @@ class TrainConfig:
             report(progress, 0.0, f"L_alpha residuals of the training images {100 * fraction:.0f} %")
 
         return LAlphaResiduals.compute(generator, reference, train_set.x.to(device), train_set.y.to(device),
-                                       progress=on_projection)
+                                       dataset=self.dataset, split="train", progress=on_projection)
 
 
 class _Augmented(Dataset):

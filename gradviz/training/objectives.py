@@ -483,20 +483,31 @@ class LAlphaResiduals:
 
     @classmethod
     def compute(cls, generator: nn.Module, reference: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                steps=LALPHA_PROJECTION_STEPS, batch_size: int = 1024, progress=None) -> "LAlphaResiduals":
+                dataset: Optional[str] = None, split: str = "train", steps=LALPHA_PROJECTION_STEPS,
+                batch_size: int = 1024, progress=None) -> "LAlphaResiduals":
         """Project the training images ``x`` (M, C, H, W) in [0, 1] with labels ``y`` (M,)
-        onto the closest class of ``reference`` (:func:`gradviz.alignment.closest_class`)
-        with :func:`gradviz.generative.residual`; ``progress(fraction, message)`` as it goes.
-        Raises ValueError for bad images or labels (see those functions)."""
+        onto the closest class of ``reference`` (:func:`gradviz.alignment.closest_class`).
+
+        With ``dataset``, ``x`` must be the first M images of that dataset's ``split`` (the
+        whole split or a ``limit`` prefix): the residuals then come from, and go to, the
+        on-disk store of :func:`gradviz.generative.residuals_for`, so a second run with the
+        same generator and reference model projects nothing. Without it they are computed
+        with :func:`gradviz.generative.residual` and kept in memory only.
+        ``progress(fraction, message)`` while projecting. Raises ValueError for bad images or
+        labels (see those functions)."""
         import time
 
         from gradviz.alignment import closest_class
-        from gradviz.generative import residual
+        from gradviz.generative import residual, residuals_for
 
         start = time.perf_counter()
         chunks = [closest_class(reference, x[i:i + 1024], y[i:i + 1024]) for i in range(0, len(x), 1024)]
         target = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long, device=x.device)
-        dx = residual(generator, x, target, y=y, steps=steps, batch_size=batch_size, progress=progress)
+        if dataset is not None:
+            dx = residuals_for(generator, dataset, split, torch.arange(len(x)), target.cpu(), steps=steps,
+                               batch_size=batch_size, device=x.device, progress=progress).to(x.device)
+        else:
+            dx = residual(generator, x, target, y=y, steps=steps, batch_size=batch_size, progress=progress)
         meta = dict(steps=list(steps), n=len(x), seconds=round(time.perf_counter() - start, 1),
                     reference=getattr(reference, "gradviz_info", {}).get("name"),
                     generator=getattr(generator, "gradviz_info", {}).get("path"))
@@ -524,6 +535,35 @@ def loss_input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     return (logits, grad) if create_graph else (logits.detach(), grad.detach())
 
 
+def loss_gradient_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                            create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """grad_x CE(f(x_i), y_i) / (1 - p_y(x_i)): the loss gradient's direction, computed so
+    that it does not vanish when the model is confident.
+
+    Since grad_x CE = sum_c (p_c - [c = y]) grad_x d_c = (1 - p_y) sum_{c != y} q_c
+    (grad_x d_c - grad_x d_y), with q the softmax over the other classes only, this returns
+    ``sum_{c != y} q_c grad_x d_c - grad_x d_y`` (one vector-Jacobian product with the
+    weights q - onehot(y)). Its cosine with any vector equals that of the loss gradient
+    wherever p_y < 1, but its norm stays of the order of the logits' gradients: in float32
+    the loss gradient of a confident image underflows to (nearly) 0, and the gradient of a
+    cosine through a nearly-zero vector (a factor 1 / |g|) blew up L_alpha's training on
+    mnist-5k (its loss climbed from -0.1 back to 2 in epoch 10 of 15).
+
+    Returns ``(logits, direction)``, (N, K) and (N, C, H, W); with ``create_graph`` both stay
+    on the graph (the weights q included), otherwise they are detached.
+    """
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(True)
+        logits = model(xr)
+        onehot = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+        q = torch.softmax(logits.masked_fill(onehot.bool(), float("-inf")), 1)
+        weights = q - onehot
+        if not create_graph:
+            weights = weights.detach()
+        (direction,) = torch.autograd.grad(logits, xr, grad_outputs=weights, create_graph=create_graph)
+    return (logits, direction) if create_graph else (logits.detach(), direction.detach())
+
+
 @dataclass
 class LAlphaObjective:
     """The alignment penalty L_alpha (Bigolin Lanfredi, Schroeder, Tasdizen, Eq. 9;
@@ -534,8 +574,9 @@ class LAlphaObjective:
     with dx_i the GAN residual of image i toward its closest inaccurate class
     (:class:`LAlphaResiduals`, detached), the input gradient taken with
     ``create_graph=True`` (double backpropagation), cos per image over C*H*W
-    (:func:`per_image_cosine`: 0 with a zero vector, e.g. a saturated softmax whose loss
-    gradient underflows to 0). No adversarial examples. The authors' code aligns the
+    (:func:`per_image_cosine`: 0 with a zero vector). The cosine is computed with
+    :func:`loss_gradient_direction`, the loss gradient divided by 1 - p_y: the same cosine,
+    without the blow-up of a confident image's vanishing gradient. No adversarial examples. The authors' code aligns the
     gradient of the logit difference d_c~ - d_y, which alpha_dx (Eq. 8) measures, instead
     of the loss gradient; gradviz follows the paper's equation as methods.md states it.
 
@@ -561,7 +602,7 @@ class LAlphaObjective:
             raise ValueError("LAlphaObjective needs the training images' residuals (LAlphaResiduals)")
         if index is None:
             raise ValueError("LAlphaObjective needs each image's position in the training set (index)")
-        logits, grad = loss_input_gradient(model, x, y, create_graph=True)
+        logits, grad = loss_gradient_direction(model, x, y, create_graph=True)
         cos = per_image_cosine(grad, self.residuals(index).to(grad.dtype))
         ce = F.cross_entropy(logits, y)
         loss = ce - self.alpha_lambda * cos.mean()
