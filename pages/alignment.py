@@ -68,12 +68,8 @@ image of another class, and L_α does so directly.
 """
     )
 
-state = ui.sidebar_state()
-try:
-    ds = ui.cached_dataset(state.dataset, "test")
-except (ValueError, FileNotFoundError, OSError) as err:
-    st.error(f"The dataset {state.dataset!r} could not be loaded: {err}")
-    st.stop()
+inputs = ui.page_inputs()
+state, ds, models = inputs.state, inputs.dataset, inputs.models
 found = find_generator(state.dataset)
 if found is None:
     st.error(
@@ -88,14 +84,7 @@ try:
 except (ValueError, KeyError, OSError, RuntimeError) as err:
     st.error(f"The generator {gen_path} could not be loaded: {err}", icon=":material/error:")
     st.stop()
-models, load_errors = ui.load_models(state.models, state.device)
-for msg in load_errors:
-    st.error(msg, icon=":material/error:")
-if not models:
-    st.warning("Choose at least one model that loads, in the sidebar.", icon=":material/arrow_back:")
-    st.stop()
-names = tuple(models)
-versions = tuple(ui.model_version(n) for n in names)
+names, versions = inputs.names, inputs.versions
 colours = model_colours(names)
 classes = list(ds.classes)
 has_true = "residual" in (getattr(ds, "extras", None) or {})
