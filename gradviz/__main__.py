@@ -127,6 +127,18 @@ def cmd_train_gan(args) -> int:
     return 0
 
 
+def _norm_eps(text: str) -> tuple[str, float]:
+    """``"l2:2"`` -> ("l2", 2.0), for ``eval --also``."""
+    norm, _, eps = text.partition(":")
+    try:
+        value = float(eps)
+    except ValueError:
+        value = float("nan")
+    if norm not in ("linf", "l2") or not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected NORM:EPS with NORM linf or l2 and EPS > 0, got {text!r}")
+    return norm, value
+
+
 def cmd_eval(args) -> int:
     import json
 
@@ -138,6 +150,15 @@ def cmd_eval(args) -> int:
     progress, close = _tqdm_progress(f"evaluate {card.name}")
     metrics = evaluate(model, card.dataset, limit=args.limit, progress=progress)
     close()
+    if args.also:
+        other = []
+        for norm, eps in args.also:
+            progress, close = _tqdm_progress(f"PGD-40 {norm} eps {eps:g} {card.name}")
+            attack = dict(norm=norm, eps=eps, steps=40, step_size=2.5 * eps / 40, random_start=True)
+            result = evaluate(model, card.dataset, attack=attack, limit=args.limit, progress=progress)
+            close()
+            other.append({k: result[k] for k in ("robust_accuracy", "attack", "split", "n_images")})
+        metrics["other_attacks"] = other
     if args.curve:
         from gradviz.training import robustness_curve
 
@@ -263,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--write", action="store_true", help="write the numbers into the model's card")
     e.add_argument("--curve", action="store_true",
                    help="also accuracy vs eps (nested PGD-40 on a grid up to 5/3 of the eval eps) and eps50")
+    e.add_argument("--also", type=_norm_eps, action="append", default=[], metavar="NORM:EPS",
+                   help="also the robust accuracy under PGD-40 (step 2.5 eps / 40, random start) of that norm "
+                        "and radius, e.g. l2:2 (repeatable; stored as metrics['other_attacks'])")
     e.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images only (0: all)")
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_eval)

@@ -367,3 +367,24 @@ def test_cli_eval_curve_writes_accuracy_vs_eps_and_eps50(tmp_path, monkeypatch, 
     assert "| `mnist-5k/standard` |" in table  # shipped models are listed too, without a curve: "–"
     assert main(["list", "--dataset", "mnist-5k", "--markdown", "--shipped"]) == 0
     assert "mnist-5k/rand" not in capsys.readouterr().out
+
+
+def test_cli_eval_also_measures_other_attacks(tmp_path, monkeypatch, capsys):
+    from gradviz import zoo
+    from gradviz.nets import build_model
+
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    card = zoo.ModelCard(name="mnist-5k/rand", dataset="mnist-5k", arch="small-cnn", method="standard")
+    zoo.save_model(build_model("small-cnn", channels=1, num_classes=10, size=28), card,
+                   tmp_path / "models" / "mnist-5k" / "rand.pt")
+    assert main(["eval", "mnist-5k/rand", "--also", "l2:2", "--also", "linf:0.1", "--limit", "8", "--write",
+                 "--device", "cpu"]) == 0
+    other = zoo.get_card("mnist-5k/rand").metrics["other_attacks"]
+    assert [(o["attack"]["norm"], o["attack"]["eps"], o["attack"]["steps"]) for o in other] == [
+        ("l2", 2.0, 40), ("linf", 0.1, 40)]
+    assert all(0 <= o["robust_accuracy"] <= 1 and o["n_images"] == 8 for o in other)
+    for bad in ("l1:2", "l2:-1", "l2:x", "l2"):
+        with pytest.raises(SystemExit):
+            main(["eval", "mnist-5k/rand", "--also", bad])
+    assert "expected NORM:EPS" in capsys.readouterr().err
