@@ -8,12 +8,14 @@ in the table and the sidebar; saves screenshots to tests/artifacts/.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.browser
 
 TABLE = '[data-testid="stDataFrame"]'
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _wait_idle(page, timeout_ms=120_000):
@@ -64,11 +66,23 @@ def test_models_page_train_cancel_finish(streamlit_server_home, browser, shipped
         page.wait_for_selector(TABLE, timeout=120_000)
         _wait_idle(page)
         cells = _table_cells(page)
-        for name in shipped_models:
-            assert name in cells
+        shipped = sorted(f"{p.parent.name}/{p.stem}" for p in (REPO / "assets" / "models").glob("*/*.pt"))
+        assert len(shipped) >= len(shipped_models)
+        for name in shipped:  # every shipped checkpoint, whatever the dataset chosen in the sidebar
+            assert name in cells, name
         assert page.get_by_text("Training curves: mnist-5k/", exact=False).count() or page.locator(
             '[data-testid="stPlotlyChart"]').count()
         page.screenshot(path=str(artifacts_dir / "models.png"), full_page=True)
+
+        # AGR's diagnostics from the shipped model's real training log
+        if "mnist-5k/agr" in shipped:
+            combo = page.get_by_role("combobox", name="Model", exact=True)
+            combo.click()
+            page.get_by_role("option", name="mnist-5k/agr", exact=True).click()
+            page.get_by_text("AGR diagnostics: mnist-5k/agr").first.wait_for(timeout=60_000)
+            _wait_idle(page)
+            assert not page.locator('[data-testid="stException"]').count()
+            page.screenshot(path=str(artifacts_dir / "models-agr.png"), full_page=True)
 
         # A longer run: live progress and loss curve, then cancelled.
         _fill_form(page, name="browser-long", epochs=20, limit=400, batch=20)
