@@ -379,7 +379,9 @@ def test_cli_eval_also_measures_other_attacks(tmp_path, monkeypatch, capsys):
     zoo.save_model(build_model("small-cnn", channels=1, num_classes=10, size=28), card,
                    tmp_path / "models" / "mnist-5k" / "rand.pt")
     assert main(["eval", "mnist-5k/rand", "--also", "l2:2", "--also", "linf:0.1", "--limit", "8", "--write",
-                 "--device", "cpu"]) == 0
+                 "--curve", "--curve-limit", "4", "--device", "cpu"]) == 0
+    metrics = zoo.get_card("mnist-5k/rand").metrics
+    assert metrics["n_images"] == 8 and metrics["curve"]["n_images"] == 4
     other = zoo.get_card("mnist-5k/rand").metrics["other_attacks"]
     assert [(o["attack"]["norm"], o["attack"]["eps"], o["attack"]["steps"]) for o in other] == [
         ("l2", 2.0, 40), ("linf", 0.1, 40)]
