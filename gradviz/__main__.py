@@ -194,15 +194,17 @@ def _markdown_table(cards) -> str:
     for dataset in sorted({c.dataset for c in cards}):
         e = float(EVAL_ATTACKS[dataset]["eps"]) if dataset in EVAL_ATTACKS else None
         low, mid = (round(e / 3, 6), round(2 * e / 3, 6)) if e else (None, None)
-        lines += [f"| {dataset} | method | clean | PGD-40 eps {e:g} | curve at {low:.3g} | at {mid:.3g} | eps50 |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {dataset} | method | clean | PGD-40 eps {e:g} | curve at {low:.3g} | at {mid:.3g} | eps50 "
+                  "| curve images |", "|---|---|---|---|---|---|---|---|"]
         for c in (c for c in cards if c.dataset == dataset):
             m, curve = c.metrics, c.metrics.get("curve") or {}
             e50 = curve.get("eps50")
-            lines.append(f"| `{c.name}` | {c.method}{f' (eps {c.eps:g})' if c.eps else ''} | "
+            trained = f" ({c.norm or 'linf'} eps {c.eps:g})" if c.eps else ""
+            lines.append(f"| `{c.name}` | {c.method}{trained} | "
                          f"{pct(m.get('clean_accuracy'))} | {pct(m.get('robust_accuracy'))} | "
                          f"{pct(_curve_point(curve, low))} | {pct(_curve_point(curve, mid))} | "
-                         f"{'–' if e50 is None else ('> max eps' if e50 == float('inf') else f'{e50:.3f}')} |")
+                         f"{'–' if e50 is None else ('> max eps' if e50 == float('inf') else f'{e50:.3f}')} | "
+                         f"{curve.get('n_images', '–')} |")
         lines.append("")
     return "\n".join(lines)
 
