@@ -72,3 +72,22 @@ def linear_classifier(num_features: int, num_classes: int, seed: int = 0, dtype=
         model[1].weight.copy_(torch.randn(num_classes, num_features, generator=g))
         model[1].bias.copy_(torch.randn(num_classes, generator=g))
     return model.to(dtype) if dtype is not None else model
+
+
+def app_charts(at) -> dict[str, dict]:
+    """The plotly figures an AppTest run drew, by title (a plain-string title too)."""
+    import json
+
+    out = {}
+    for c in at.get("plotly_chart"):
+        spec = json.loads(c.proto.spec)
+        title = spec["layout"].get("title", {})
+        out[title.get("text", "") if isinstance(title, dict) else str(title)] = spec
+    return out
+
+
+def app_chart(at, prefix: str) -> dict:
+    """The one figure whose title starts with ``prefix`` (an assertion error otherwise)."""
+    found = [s for t, s in app_charts(at).items() if t.startswith(prefix)]
+    assert len(found) == 1, f"expected one chart titled {prefix!r}, got {list(app_charts(at))}"
+    return found[0]

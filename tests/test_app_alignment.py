@@ -8,7 +8,6 @@ and the projection runs with few steps (the page's "Custom" setting) to stay fas
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from gradviz import generative, zoo
 from gradviz.data import load_dataset
+from tests.helpers import app_chart as chart, app_charts as charts
 
 TIMEOUT = 300
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -36,21 +36,6 @@ def gen_home(tmp_path, monkeypatch):
                                  command="test fixture: untrained")
             generative.save_generator(G, card, home / "generators" / f"{dataset}.pt")
     return home
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    out = {}
-    for c in at.get("plotly_chart"):
-        spec = json.loads(c.proto.spec)
-        title = spec["layout"].get("title", {})
-        out[title.get("text", "") if isinstance(title, dict) else str(title)] = spec
-    return out
-
-
-def chart(at: AppTest, prefix: str) -> dict:
-    found = [s for t, s in charts(at).items() if t.startswith(prefix)]
-    assert len(found) == 1, f"expected one chart titled {prefix!r}, got {list(charts(at))}"
-    return found[0]
 
 
 def annotations(spec: dict) -> list[str]:

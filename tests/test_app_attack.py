@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from gradviz.ui.attack_cache import MAX_GRID, parse_eps_grid
+from tests.helpers import app_chart as chart, app_charts as charts
 
 TIMEOUT = 240
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """The page's plotly figures by title (the loss figure's title is a plain string)."""
-    out = {}
-    for c in at.get("plotly_chart"):
-        spec = json.loads(c.proto.spec)
-        title = spec["layout"].get("title", {})
-        out[title.get("text", "") if isinstance(title, dict) else str(title)] = spec
-    return out
-
-
-def chart(at: AppTest, prefix: str) -> dict:
-    found = [s for t, s in charts(at).items() if t.startswith(prefix)]
-    assert len(found) == 1, f"expected one chart titled {prefix!r}, got {list(charts(at))}"
-    return found[0]
 
 
 def values(v) -> np.ndarray:

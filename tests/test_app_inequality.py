@@ -10,25 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from gradviz.ui.inequality_cache import MAX_K, parse_k_list
+from tests.helpers import app_chart as chart, app_charts as charts
 
 TIMEOUT = 300
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """The page's plotly figures by title."""
-    out = {}
-    for c in at.get("plotly_chart"):
-        spec = json.loads(c.proto.spec)
-        title = spec["layout"].get("title", {})
-        out[title.get("text", "") if isinstance(title, dict) else str(title)] = spec
-    return out
-
-
-def chart(at: AppTest, prefix: str) -> dict:
-    found = [s for t, s in charts(at).items() if t.startswith(prefix)]
-    assert len(found) == 1, f"expected one chart titled {prefix!r}, got {list(charts(at))}"
-    return found[0]
 
 
 def inequality_page() -> AppTest:

@@ -9,7 +9,6 @@ real user folder.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from gradviz import zoo
 from gradviz.nets import build_model
 from gradviz.training import jobs
+from tests.helpers import app_charts as charts
 
 TIMEOUT = 300
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -44,15 +44,6 @@ def models_page() -> AppTest:
 
 def table(at: AppTest) -> list[dict]:
     return at.dataframe[0].value.to_dict("records")
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    out = {}
-    for c in at.get("plotly_chart"):
-        spec = json.loads(c.proto.spec)
-        title = spec["layout"].get("title", {})
-        out[title.get("text", "") if isinstance(title, dict) else str(title)] = spec
-    return out
 
 
 def _state_dict_bytes(**shape) -> bytes:
