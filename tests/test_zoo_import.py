@@ -183,4 +183,8 @@ def test_card_summary_row():
     row = zoo.card_summary(card)
     assert row["name"] == "mnist-5k/pgd-linf" and row["source"] == "shipped"
     assert row["clean %"] == pytest.approx(100 * card.metrics["clean_accuracy"], abs=0.05)
-    assert row["attack"] == "PGD-40 linf eps 0.3" and row["eps50"] is None
+    assert row["attack"] == "PGD-40 linf eps 0.3"
+    assert row["eps50"] == card.metrics["curve"]["eps50"] and 0.2 < row["eps50"] < 0.5  # eval --curve
+    no_curve = zoo.ModelCard.from_dict({**card.to_dict(), "metrics": {k: v for k, v in card.metrics.items()
+                                                                      if k != "curve"}})
+    assert zoo.card_summary(no_curve)["eps50"] is None
