@@ -36,6 +36,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
+from gradviz.figures import as_array as _np, class_name as _cls, short_model_name as _short
 from gradviz.inequality_figures import model_colours
 
 __all__ = [
@@ -58,19 +59,6 @@ _FONT = "Inter, Helvetica, Arial, sans-serif"
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
 
-
-def _np(a, dtype=np.float64) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=dtype)
-
-
-def _short(name: str) -> str:
-    return name.rsplit("/", 1)[-1].removesuffix(".pt")
-
-
-def _cls(class_names: Optional[Sequence[str]], k: int) -> str:
-    return str(class_names[k]) if class_names is not None and 0 <= k < len(class_names) else str(k)
 
 
 def _colours(colours: Optional[Mapping[str, str]], names: Sequence[str]) -> dict[str, str]:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from plotly.subplots import make_subplots
+
+from gradviz.figures import as_array as _np, class_name as _cls, short_model_name as _short
 
 if TYPE_CHECKING:
     from gradviz.attacks import AttackResult
@@ -46,19 +47,6 @@ _FONT = "Inter, Helvetica, Arial, sans-serif"
 _WRONG = "#b2182b"
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
-
-def _np(a) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=np.float64)
-
-
-def _short(name: str) -> str:
-    return name.rsplit("/", 1)[-1].removesuffix(".pt")
-
-
-def _cls(class_names: Optional[Sequence[str]], k: int) -> str:
-    return str(class_names[k]) if class_names is not None and 0 <= k < len(class_names) else str(k)
 
 
 def _chw(a, what: str) -> np.ndarray:

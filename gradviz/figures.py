@@ -74,10 +74,18 @@ def short_model_name(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-def _class_name(classes: Sequence[str] | None, k: int) -> str:
+def class_name(classes: Sequence[str] | None, k: int) -> str:
+    """``classes[k]`` as text, or ``str(k)`` without names or for k out of range."""
     if classes is not None and 0 <= k < len(classes):
         return str(classes[k])
     return str(k)
+
+
+def as_array(a, dtype=np.float64) -> np.ndarray:
+    """A tensor (detached, on the CPU) or array-like as a NumPy array of ``dtype``."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=dtype)
 
 
 def gradient_grid_figure(
@@ -144,16 +152,16 @@ def gradient_grid_figure(
     for i in range(n):
         label = int(grid.labels[i])
         head = _fit(grid.names[i], per_line - 10) + (
-            f" · label {_class_name(class_names, label)}" if label >= 0 else "")
+            f" · label {class_name(class_names, label)}" if label >= 0 else "")
         titles.append(head)
         for name in grid.model_names:
             pred = int(grid.predictions[name][i])
             conf = float(grid.confidence(name)[i]) * 100
-            text = f"{_fit(short_model_name(name), per_line - 12)}: {_class_name(class_names, pred)} ({conf:.1f} %)"
+            text = f"{_fit(short_model_name(name), per_line - 12)}: {class_name(class_names, pred)} ({conf:.1f} %)"
             target = int(grid.targets[name][i])
             lines = [text]
             if target != pred:
-                lines = _wrap(text + f" · target {_class_name(class_names, target)}", per_line)
+                lines = _wrap(text + f" · target {class_name(class_names, target)}", per_line)
             if label >= 0 and pred != label:
                 lines = [f"<span style='color:{_WRONG}'>{line}</span>" for line in lines]
             titles.append("<br>".join(lines))

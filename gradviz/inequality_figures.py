@@ -33,6 +33,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from gradviz.figures import as_array as _np, class_name as _cls, short_model_name as _short
 from gradviz.inequality import gini, lorenz_curve, regional_gini
 
 __all__ = [
@@ -65,19 +66,6 @@ _WRONG = "#b2182b"
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
 
-
-def _np(a) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=np.float64)
-
-
-def _short(name: str) -> str:
-    return name.rsplit("/", 1)[-1].removesuffix(".pt")
-
-
-def _cls(class_names: Optional[Sequence[str]], k: int) -> str:
-    return str(class_names[k]) if class_names is not None and 0 <= k < len(class_names) else str(k)
 
 
 def model_colours(names: Sequence[str]) -> dict[str, str]:
