@@ -16,6 +16,8 @@ from gradviz.inequality_figures import model_colours
 from gradviz.ui.alignment_cache import cached_generator, dataset_alignment, find_generator, image_alignment
 from gradviz.ui.widgets import parse_indices
 
+ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+
 CHART_CONFIG = {"displaylogo": False}
 MAX_ROWS = 8
 STEP_CHOICES = {

@@ -19,6 +19,8 @@ from gradviz.attack_figures import (
 from gradviz.attacks import PAG_EPS, PAG_STEPS, eps50
 from gradviz.ui.attack_cache import cached_accuracy_curve, cached_attacks, cached_sweeps, parse_eps_grid
 
+ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+
 NORMS = {"linf": "l∞ (max per pixel)", "l2": "l2 (Euclidean)"}
 CHART_CONFIG = {"displaylogo": False}
 

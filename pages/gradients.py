@@ -9,6 +9,8 @@ import streamlit as st
 from gradviz import ui
 from gradviz.figures import gradient_grid_figure, grid_to_npz
 
+ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+
 st.title("Input gradients")
 st.markdown(
     "Each row is one image; beside it, for every model, a map of **how the model's score "

@@ -19,6 +19,8 @@ from gradviz.inequality_figures import (
 )
 from gradviz.ui.inequality_cache import cached_examples, cached_image_attributions, dataset_inequality, parse_k_list
 
+ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+
 CHART_CONFIG = {"displaylogo": False}
 ATTRIBUTIONS = ("integrated_gradients", "gradient", "input_x_gradient")
 NOISES = {"normal": "N(0, 1) (IGD paper)", "uniform": "U[min x, max x] (Duan et al.)"}

@@ -12,6 +12,8 @@ from gradviz.model_figures import agr_diagnostics_figure, has_agr_diagnostics, t
 from gradviz.ui import models_forms
 from gradviz.ui.models_cache import model_rows
 
+ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+
 st.title("Models")
 st.markdown(
     "Every classifier gradviz knows: the **shipped** ones and **yours** (trained here or with "

@@ -70,14 +70,16 @@ def test_attack_page_in_the_browser(streamlit_server, browser, shipped_models, a
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        # Enter at the root and follow the sidebar link, as a user does. (A fresh server's
-        # first session opening /attack directly would get Streamlit's legacy pages/-folder
-        # navigation, which skips app.py: its sidebar and page config.)
-        # Wait for app.py's own sidebar (the legacy one shows first, for a moment).
-        page.goto(streamlit_server, wait_until="domcontentloaded")
+        # A shared link, opened first on a fresh server (this module's own): Streamlit starts
+        # in its legacy pages/-folder mode, which would run pages/attack.py alone; the page
+        # reruns through app.py (gradviz.ui.require_app_entry), so app.py's navigation, page
+        # config and sidebar are there and the URL still names the Attack page.
+        page.goto(f"{streamlit_server}/attack", wait_until="domcontentloaded")
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)
-        sidebar.locator('[data-testid="stSidebarNav"] a', has_text=re.compile(r"^(bolt)?\s*Attack$")).click()
+        nav = sidebar.locator('[data-testid="stSidebarNav"] a')
+        assert [re.sub(r"^[a-z_]+\s*", "", t).strip() for t in nav.all_inner_texts()] == [
+            "Gradients", "Attack", "Models", "Inequality", "Alignment"]  # app.py's titles, not file names
         _wait_for_title(page, "PGD attack")
         assert page.url.rstrip("/").endswith("/attack")
         assert sidebar.get_by_role("combobox", name="Dataset").count() == 1  # app.py's sidebar is there

@@ -74,9 +74,8 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        # Enter at the root and follow the sidebar link, once app.py's own sidebar is there:
-        # a fresh server's first session shows Streamlit's legacy pages/-folder navigation
-        # for a moment, and its links (or opening /inequality directly) skip app.py.
+        # Enter at the root and follow the sidebar link, as a user does (opening a page's URL
+        # directly is the Attack page's browser test).
         page.goto(streamlit_server, wait_until="domcontentloaded")
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)
