@@ -1,5 +1,6 @@
 """Plotly figures of the Models page (log entries in, ``go.Figure`` out): a model's training
-curves, AGR's gradient diagnostics (methods.md section 5), and the live loss of a run.
+curves, AGR's gradient diagnostics (methods.md section 5), the input-gradient cosines the
+gradient-shaping objectives optimise (IGD, PAG, L_alpha), and the live loss of a run.
 
 The inputs are a card's ``log`` (one dict per epoch, see :func:`gradviz.training.train`):
 keys that a log lacks (an older card, another method) are left out of the figure.
@@ -13,7 +14,10 @@ from typing import Optional
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["agr_diagnostics_figure", "has_agr_diagnostics", "live_loss_figure", "training_curves_figure"]
+__all__ = [
+    "GRADIENT_COSINES", "agr_diagnostics_figure", "gradient_cosines_figure", "has_agr_diagnostics",
+    "has_gradient_cosines", "live_loss_figure", "training_curves_figure",
+]
 
 _FONT = "Inter, Helvetica, Arial, sans-serif"
 
@@ -30,6 +34,15 @@ _ACCURACIES = (
     ("adv_accuracy", "train, adversarial (running mean)", "#d62728", "dot"),
     ("monitor_clean_accuracy", "held-out, clean", "#2ca02c", "solid"),
     ("monitor_robust_accuracy", "held-out, robust", "#d62728", "solid"),
+)
+
+#: Per-epoch input-gradient cosines that the gradient-shaping objectives log (the epoch mean
+#: of per-image cosines over C*H*W, in [-1, 1]): (key, legend name, colour, dash).
+GRADIENT_COSINES = (
+    ("cos", "IGD: cos(student, teacher gradient of the true class's CE)", "#9467bd", "solid"),
+    ("pag_cos", "PAG: cos(grad log p_c, g_c), mean over all K classes", "#ff7f0e", "solid"),
+    ("pag_cos_true", "PAG: the same, own class c = y only", "#ff7f0e", "dot"),
+    ("alpha", "L_alpha: alpha = cos(grad CE direction, GAN residual)", "#2ca02c", "solid"),
 )
 
 
@@ -142,6 +155,45 @@ def agr_diagnostics_figure(log: Sequence[dict], *, start_epoch: Optional[int] = 
         title=(title if title is not None else "AGR diagnostics") or None,
         margin=dict(l=60, r=20, t=70 if title != "" else 40, b=60),
         legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
+    )
+    return fig
+
+
+def has_gradient_cosines(log: Sequence[dict]) -> bool:
+    """Whether the log holds any of :data:`GRADIENT_COSINES` (IGD, PAG and L_alpha runs)."""
+    keys = {key for key, *_ in GRADIENT_COSINES}
+    return any(keys & set(e) for e in log or ())
+
+
+def gradient_cosines_figure(log: Sequence[dict], *, title: Optional[str] = None) -> go.Figure:
+    """The input-gradient cosine a gradient-shaping objective pulls up, per epoch (epoch mean
+    over training batches, in [-1, 1]): IGD's student-teacher cosine (Duan et al.; methods.md
+    section 3), PAG's cosine with the target gradients g_c (Ganz et al., section 2; the
+    objective's mean over all classes, and the own class alone) and L_alpha's alpha with the
+    GAN residuals (Bigolin Lanfredi et al., Eq. 9, section 1).
+
+    Args:
+        log: per-epoch entries; the keys of :data:`GRADIENT_COSINES` it holds are drawn.
+        title: figure title (None: "Input-gradient alignment while training"; "": none).
+
+    Raises:
+        ValueError: the log holds none of those keys.
+    """
+    if not has_gradient_cosines(log):
+        raise ValueError("the log holds no input-gradient cosine (cos, pag_cos, pag_cos_true, alpha)")
+    fig = go.Figure()
+    for key, name, colour, dash in GRADIENT_COSINES:
+        xs, ys = _series(log, key)
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line=dict(color=colour, dash=dash),
+                                     hovertemplate="epoch %{x}<br>%{y:.3f}<extra>" + key + "</extra>"))
+    fig.add_hline(y=0, line=dict(color="#aaaaaa", width=1))
+    fig.update_layout(
+        template="plotly_white", font=dict(family=_FONT, size=12), height=340,
+        title=(title if title is not None else "Input-gradient alignment while training") or None,
+        xaxis_title="epoch", yaxis=dict(title="mean cosine", range=[-1.05, 1.05]),
+        margin=dict(l=60, r=20, t=60 if title != "" else 30, b=60),
+        legend=dict(orientation="h", yanchor="top", y=-0.22, x=0),
     )
     return fig
 

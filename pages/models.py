@@ -8,7 +8,9 @@ gradviz.ui.models_forms (training runs in gradviz.training.jobs).
 import streamlit as st
 
 from gradviz import ui, zoo
-from gradviz.model_figures import agr_diagnostics_figure, has_agr_diagnostics, training_curves_figure
+from gradviz.model_figures import (
+    agr_diagnostics_figure, gradient_cosines_figure, has_agr_diagnostics, has_gradient_cosines, training_curves_figure,
+)
 from gradviz.ui import models_forms
 from gradviz.ui.models_cache import model_rows
 
@@ -83,6 +85,13 @@ if card.log:
         st.caption("Mean over parameter tensors and batches. Before the dashed line the update is the plain "
                    "adversarial gradient (g = g_adv); from it on, tensors with cos <= 0 get g_adv's part "
                    "orthogonal to g_cl, the others c · g_cl + (1 − c) · g_adv, each clipped to norm 0.1.")
+    if has_gradient_cosines(card.log):
+        st.plotly_chart(gradient_cosines_figure(card.log, title=f"Input-gradient alignment: {chosen}"),
+                        key="models_cosines", theme=None)
+        st.caption("The cosine the objective pulls up, on the training batches (epoch mean of per-image "
+                   "cosines). PAG's own-class line can stay below zero while the all-class mean rises: for a "
+                   "confidently classified image, grad log p_y = Σ_{c≠y} p_c (grad z_y − grad z_c) is a small "
+                   "vector made of the other classes' logit gradients.")
 else:
     st.info(f"{chosen} has no per-epoch training log (an imported model, or made without one).",
             icon=":material/info:")

@@ -93,7 +93,20 @@ def test_models_page_table_and_training_curves(home, shipped_models):
     names = [t["name"] for t in curves["data"]]
     assert "training loss (the objective)" in names and "train, adversarial (running mean)" in names
     assert not any(t.startswith("AGR") for t in charts(at))
+    assert not any(t.startswith("Input-gradient alignment") for t in charts(at))  # PGD logs no input cosine
     assert any(card.command in c.value for c in at.code)
+
+
+def test_pag_model_shows_its_input_gradient_cosines(home, shipped_models):
+    pag = zoo.get_card("mnist-5k/pag-cm")
+    at = models_page()
+    at.selectbox(key="models_chosen").set_value(pag.name).run()
+    assert not at.exception and not at.error
+    fig = charts(at)[f"Input-gradient alignment: {pag.name}"]
+    lines = {t["hovertemplate"].split("<extra>")[1].removesuffix("</extra>"): t for t in fig["data"]}
+    assert set(lines) == {"pag_cos", "pag_cos_true"}  # the shipped card's own log, nothing else
+    assert list(lines["pag_cos"]["y"]) == pytest.approx([e["pag_cos"] for e in pag.log])
+    assert list(lines["pag_cos_true"]["x"]) == [e["epoch"] for e in pag.log]
 
 
 def test_agr_diagnostics_card_edit_and_eps50(home):
