@@ -1,17 +1,12 @@
 """gradviz: look at the input gradients of image classifiers.
 
 Run with ``streamlit run app.py``. Pages live in pages/ (UI only), listed in menu order by
-gradviz.ui.app_pages; the shared sidebar (dataset, models, device) is drawn here, before
-the page, by gradviz.ui.draw_sidebar.
+gradviz.ui.app_pages; the page config, the navigation and the shared sidebar (dataset,
+models, device) are drawn here, before the page, by gradviz.ui.app_frame.
 """
 
-import streamlit as st
+from gradviz.ui import app_entry, app_frame
 
-from gradviz.ui import app_entry, app_pages, draw_sidebar
-
-st.set_page_config(page_title="gradviz", page_icon=":material/gradient:", layout="wide")
-
-page = st.navigation(app_pages())
-draw_sidebar()
-with app_entry():  # a page run without it reruns through here: see gradviz.ui.navigation
+page = app_frame()
+with app_entry():  # a page run without it draws the frame itself: see gradviz.ui.navigation
     page.run()

@@ -17,6 +17,9 @@ Duan et al.) and the plain gradient (saliency; the IGD paper) of the true-class 
     python bench/inequality_checks.py --k 0.002 0.01 0.02 0.05 0.1 --rank magnitude
 
 Prints one table per attribution method. No timing ratios: a measurement, not a benchmark.
+``--write`` puts each model's numbers into its card, ``metrics["inequality"]`` (through
+:func:`gradviz.zoo.write_card`; the common-correct images depend on the models compared, so
+write with the same set for every card).
 """
 
 from __future__ import annotations
@@ -46,6 +49,22 @@ def _mean_sem(v: torch.Tensor) -> str:
     return f"{v.mean().item():.3f} ± {sem:.3f}"
 
 
+def _card_entry(command: str, n: int, among: torch.Tensor, args, per_method: dict) -> dict:
+    noise = ("N(0, 1)" if args.noise == "normal" else "U[min x, max x]") + (
+        " added to" if args.mode == "add" else " replacing") + f" the top-k features by {args.rank} attribution " \
+        f"(random: k random features), clamped, seed {args.seed}"
+    entry = {"measured_by": command, "split": "test", "n_images": n, "n_common_correct": int(among.sum()),
+             "noise": noise, "k_fractions": list(args.k)}
+    for method, r in per_method.items():
+        entry[method] = {"mean_global_gini": round(r["gini"].double().mean().item(), 3),
+                         f"mean_regional_gini_block{args.block}": round(r["regional"].double().mean().item(), 3),
+                         "inductive_noise_error_rate": [round(v, 4) for v in r["inductive"].tolist()],
+                         "random_noise_error_rate": [round(v, 4) for v in r["random"].tolist()]}
+        if method == "integrated_gradients":
+            entry[method]["n_steps"] = args.steps
+    return entry
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=None,
@@ -62,7 +81,9 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=["integrated_gradients", "gradient"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--write", action="store_true", help="write the numbers into each model's card")
     args = parser.parse_args()
+    command = " ".join(["python bench/inequality_checks.py", *sys.argv[1:]]).replace(" --write", "")
 
     names = args.models or [n for n in DEFAULT_MODELS if n in {c.name for c in zoo.list_models("mnist-5k")}]
     ds = data.load_dataset("mnist-5k", "test")
@@ -79,6 +100,7 @@ def main() -> int:
     with torch.no_grad():
         acc = {n: (m(x).argmax(1) == y).double().mean().item() for n, m in models.items()}
 
+    results: dict[str, dict] = {n: {} for n in names}
     for method in args.methods:
         opts = {"n_steps": args.steps} if method == "integrated_gradients" else {}
         head = (f"{'model':<20} {'clean':>6}  {'Gini (all)':>13}  {'Gini (common)':>13}  "
@@ -97,10 +119,16 @@ def main() -> int:
                                       seed=args.seed, among=among)
             rnd = iq.noise_error_rate(m, x, y, ranked, counts, mode=args.mode, noise=args.noise,
                                       seed=args.seed, among=among, random=True)
+            results[n][method] = {"gini": g, "regional": rg, "inductive": ind, "random": rnd}
             errs = "  ".join(f"{100 * i:6.1f} /{100 * r:5.1f} %" for i, r in zip(ind.tolist(), rnd.tolist()))
             print(f"{n.rsplit('/', 1)[-1]:<20} {100 * acc[n]:5.1f}%  {_mean_sem(g):>13}  {_mean_sem(g[among]):>13}  "
                   f"{_mean_sem(rg):>13}  {errs}   ({time.perf_counter() - t0:.0f} s)")
         print()
+    if args.write:
+        for n in names:
+            card = zoo.get_card(n)
+            card.metrics = {**card.metrics, "inequality": _card_entry(command, len(x), among, args, results[n])}
+            print(f"wrote metrics['inequality'] into {zoo.write_card(card)}")
     return 0
 
 

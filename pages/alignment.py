@@ -16,9 +16,11 @@ from gradviz.inequality_figures import model_colours
 from gradviz.ui.alignment_cache import cached_generator, dataset_alignment, find_generator, image_alignment
 from gradviz.ui.widgets import parse_indices
 
-ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
 
 CHART_CONFIG = {"displaylogo": False}
+DATASET_NPZ_HELP = ("NumPy .npz, per image and model: indices, labels, targets (the closest class), alpha_dx, "
+                    "alpha_x, alpha_dx_true and cos_true where the true residual is known; settings.")
 MAX_ROWS = 8
 STEP_CHOICES = {
     "fast": f"{FAST_STEPS[0]} + {FAST_STEPS[1]} (fast)",
@@ -161,7 +163,9 @@ ui.download_buttons(fig, lambda: residual_figure_to_npz(
     ia.x, ia.dx_hat, ia.gradients, targets=ia.targets, labels=ia.labels, indices=ia.indices, dx_true=ia.dx_true,
     alphas=ia.alpha_dx, settings={"dataset": state.dataset, "target": target_key, "steps": list(steps),
                                   "generator": generator.gradviz_info.get("fingerprint")}),
-    stem="alignment_residuals", key="align_fig")
+    stem="alignment_residuals", key="align_fig",
+    data_help="NumPy .npz: x, dx_hat, indices, labels, targets, model_names, gradients (signed, unscaled), "
+              "alpha_dx, dx_true where known, settings (gradviz.alignment_figures.residual_figure_to_npz).")
 st.caption(
     "Signed maps (dx̂" + (", the true dx" if has_true else "") + " and the gradients) are summed over channels "
     "and each divided by its own largest |value| (a display step): compare directions, not sizes. "
@@ -206,11 +210,11 @@ if st.session_state.get("align_request") == request:
     hfig = alpha_histogram_figure(res.alpha_dx, colours=colours,
                                   title=f"α_dx per test image ({res.n_images} images, each model's closest class)")
     st.plotly_chart(hfig, width="stretch", theme=None, key="align_hist_chart", config=CHART_CONFIG)
-    ui.download_buttons(hfig, res.to_npz, stem="alignment_histogram", key="align_hist")
+    ui.download_buttons(hfig, res.to_npz, stem="alignment_histogram", key="align_hist", data_help=DATASET_NPZ_HELP)
     sfig = alpha_scatter_figure(res.alpha_dx, res.alpha_x, indices=res.indices, colours=colours,
                                 title=f"α_dx against α_x ({res.n_images} images)")
     st.plotly_chart(sfig, width="stretch", theme=None, key="align_scatter_chart", config=CHART_CONFIG)
-    ui.download_buttons(sfig, res.to_npz, stem="alignment_scatter", key="align_scatter")
+    ui.download_buttons(sfig, res.to_npz, stem="alignment_scatter", key="align_scatter", data_help=DATASET_NPZ_HELP)
 else:
     st.info("Press **Compute** (again after changing the models, the number of images or the projection steps).",
             icon=":material/info:")

@@ -19,7 +19,7 @@ from gradviz.attack_figures import (
 from gradviz.attacks import PAG_EPS, PAG_STEPS, eps50
 from gradviz.ui.attack_cache import cached_accuracy_curve, cached_attacks, cached_sweeps, parse_eps_grid
 
-ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
 
 NORMS = {"linf": "l∞ (max per pixel)", "l2": "l2 (Euclidean)"}
 CHART_CONFIG = {"displaylogo": False}
@@ -111,7 +111,9 @@ fig = attack_panels_figure(
     after={n: pred(r.probs_after[0]) for n, r in results.items()}, class_names=classes,
 )
 st.plotly_chart(fig, width="content", theme=None, key="atk_chart", config=CHART_CONFIG)
-ui.download_buttons(fig, lambda: attack_to_npz(results), stem="attack", key="atk")
+ui.download_buttons(fig, lambda: attack_to_npz(results), stem="attack", key="atk",
+                    data_help="NumPy .npz: x, labels, x_adv, probs_before/after, and per PGD step loss, norm, "
+                              "logits; settings (gradviz.attack_figures.attack_to_npz).")
 eps_shown = f"{eps * 255:g}/255" if unit > 1 else f"{eps:g}"
 rows = []
 for n, r in results.items():
@@ -162,9 +164,9 @@ if grid and st.session_state.get("atk_curve_request") == request:
          f"accuracy at ε {grid[-1] * unit:g}": f"{100 * c[-1]:.1f} %",
          e50_col: f"{e50[n] * unit:.4g}" if math.isfinite(e50[n]) else f"> {grid[-1] * unit:g}"}
         for n, c in curves.items()]), hide_index=True, key="atk_eps50_table")
-    st.download_button("Curves (CSV)", curves_to_csv(grid, curves, e50), file_name="accuracy_vs_eps.csv",
-                       mime="text/csv", key="atk_curve_csv", icon=":material/download:", on_click="ignore")
-    ui.download_buttons(cfig, lambda: curves_to_csv(grid, curves, e50), stem="accuracy_vs_eps", key="atk_curve")
+    ui.download_buttons(cfig, lambda: curves_to_csv(grid, curves, e50), stem="accuracy_vs_eps", key="atk_curve",
+                        data_format="csv", data_help="CSV: eps, then the accuracy (0 to 1) of each model; a last "
+                                                     "row eps50 (inf: above the grid).")
 elif grid:
     st.info("Press **Compute the curves** (again after changing the settings).", icon=":material/info:")
 
@@ -215,7 +217,9 @@ if st.session_state.get("atk_pag_request") == pag_request:
     st.plotly_chart(pfig, width="content", theme=None, key="atk_pag_chart", config=CHART_CONFIG)
     ui.download_buttons(pfig, lambda: sweep_to_npz(x[0], images, range(len(classes)),
                                                    {"eps": pag_eps, "steps": pag_steps, "index": index}),
-                        stem="perceptually_aligned", key="atk_pag")
+                        stem="perceptually_aligned", key="atk_pag",
+                        data_help="NumPy .npz: x, model_names, classes, images (model x target class), settings "
+                                  "(gradviz.attack_figures.sweep_to_npz).")
 else:
     st.info("Press **Attack toward every class** (again after changing the image or the settings).",
             icon=":material/info:")

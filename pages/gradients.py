@@ -9,7 +9,7 @@ import streamlit as st
 from gradviz import ui
 from gradviz.figures import gradient_grid_figure, grid_to_npz
 
-ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
 
 st.title("Input gradients")
 st.markdown(
@@ -92,7 +92,9 @@ st.plotly_chart(
     fig, width="content", theme=None, key="grad_chart",
     config={"displaylogo": False, "toImageButtonOptions": {"filename": "gradients", "scale": 2}},
 )
-ui.download_buttons(fig, lambda: grid_to_npz(grid), stem="gradients", key="grad")
+ui.download_buttons(fig, lambda: grid_to_npz(grid), stem="gradients", key="grad",
+                    data_help="NumPy .npz: x, labels, model_names, attributions (signed, before display), maps, "
+                              "logits, probabilities, predictions, targets, settings (gradviz.figures.grid_to_npz).")
 st.caption(
     "Each map is the attribution of the target class's "
     + ("logit" if grid.objective == "logit" else "cross-entropy loss")

@@ -19,9 +19,11 @@ from gradviz.inequality_figures import (
 )
 from gradviz.ui.inequality_cache import cached_examples, cached_image_attributions, dataset_inequality, parse_k_list
 
-ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
 
 CHART_CONFIG = {"displaylogo": False}
+DATASET_NPZ_HELP = ("NumPy .npz of the whole computation: per image gini, regional_gini, labels; per model the "
+                    "mean Lorenz curve and the inductive, random and occlusion error rates; settings.")
 ATTRIBUTIONS = ("integrated_gradients", "gradient", "input_x_gradient")
 NOISES = {"normal": "N(0, 1) (IGD paper)", "uniform": "U[min x, max x] (Duan et al.)"}
 MODES = {"add": "added", "replace": "replacing the pixel"}
@@ -114,7 +116,9 @@ fig = image_inequality_figure(
 st.plotly_chart(fig, width="content", theme=None, key="ineq_image_chart", config=CHART_CONFIG)
 ui.download_buttons(fig, lambda: image_to_npz(x[0], {n: a[0] for n, a in attrs.items()}, block=block_ok,
                                               settings={"index": index, "method": method, "n_steps": n_steps}),
-                    stem="inequality_image", key="ineq_img")
+                    stem="inequality_image", key="ineq_img",
+                    data_help="NumPy .npz: x, model_names, attributions (signed), gini, regional_gini, Lorenz "
+                              "curves, settings (gradviz.inequality_figures.image_to_npz).")
 st.caption("Maps: |attribution| summed over channels, each divided by its own largest value (display "
            "only). Gini and Lorenz curves use |attribution| over all C·H·W entries"
            + (f"; the regional Gini its sums over {block_ok} × {block_ok} blocks." if block_ok else "."))
@@ -190,26 +194,26 @@ elif st.session_state.get("ineq_request") == request:
     hfig = gini_histogram_figure(res.gini, res.regional or None, block=res.block, colours=colours,
                                  title=f"Gini per test image ({METHODS[method]}, {res.n_images} images)")
     st.plotly_chart(hfig, width="stretch", theme=None, key="ineq_hist_chart", config=CHART_CONFIG)
-    ui.download_buttons(hfig, res.to_npz, stem="inequality_gini", key="ineq_hist")
+    ui.download_buttons(hfig, res.to_npz, stem="inequality_gini", key="ineq_hist", data_help=DATASET_NPZ_HELP)
     c_lorenz, c_noise = st.columns(2, gap="medium")
     with c_lorenz:
         lfig = lorenz_figure(res.lorenz_fractions, res.lorenz_mean, colours=colours, size=420,
                              ginis={n: float(g.mean()) for n, g in res.gini.items()},
                              title=f"Mean Lorenz curve ({res.n_images} images)")
         st.plotly_chart(lfig, width="content", theme=None, key="ineq_lorenz_chart", config=CHART_CONFIG)
-        ui.download_buttons(lfig, res.to_npz, stem="inequality_lorenz", key="ineq_lorenz")
+        ui.download_buttons(lfig, res.to_npz, stem="inequality_lorenz", key="ineq_lorenz", data_help=DATASET_NPZ_HELP)
     with c_noise:
         nfig = noise_error_figure(pct, res.inductive, res.random, k_counts=res.k_counts, colours=colours,
                                   n_images=res.n_common,
                                   title=f"Error under inductive noise ({NOISES[noise].split(' (')[0]} {mode})")
         st.plotly_chart(nfig, width="stretch", theme=None, key="ineq_noise_chart", config=CHART_CONFIG)
-        ui.download_buttons(nfig, res.to_npz, stem="inequality_noise", key="ineq_noise_dl")
+        ui.download_buttons(nfig, res.to_npz, stem="inequality_noise", key="ineq_noise_dl", data_help=DATASET_NPZ_HELP)
     c_occ, c_examples = st.columns(2, gap="medium")
     with c_occ:
         ofig = occlusion_error_figure(res.radii, res.occlusion, colours=colours, n_pixels=n_pixels,
                                       colour=colour, n_images=res.n_common)
         st.plotly_chart(ofig, width="stretch", theme=None, key="ineq_occ_chart", config=CHART_CONFIG)
-        ui.download_buttons(ofig, res.to_npz, stem="inequality_occlusion", key="ineq_occ")
+        ui.download_buttons(ofig, res.to_npz, stem="inequality_occlusion", key="ineq_occ", data_help=DATASET_NPZ_HELP)
     with c_examples:
         images, epreds, notes = cached_examples(names, state.device, versions, x.numpy(), label, method, n_steps,
                                                 res.k_counts[-1], noise, mode, by_magnitude, seed, radii_t,
@@ -219,7 +223,9 @@ elif st.session_state.get("ineq_request") == request:
                                          title=f"Test #{index} perturbed for each model (its own attribution)")
         st.plotly_chart(efig, width="content", theme=None, key="ineq_examples_chart", config=CHART_CONFIG)
         ui.download_buttons(efig, lambda: examples_to_npz(x[0], images, {"index": index, "k": res.k_counts[-1]}),
-                            stem="inequality_examples", key="ineq_ex")
+                            stem="inequality_examples", key="ineq_ex",
+                            data_help="NumPy .npz: x, model_names, variants, images (model x variant), settings "
+                                      "(gradviz.inequality_figures.examples_to_npz).")
         st.caption("Occlusion: the first setting (n top pixels, radius r) that flips the model, or the largest.")
 else:
     st.info("Press **Compute** (again after changing the attribution, the block or the settings).",

@@ -14,7 +14,7 @@ from gradviz.model_figures import (
 from gradviz.ui import models_forms
 from gradviz.ui.models_cache import model_rows
 
-ui.require_app_entry()  # a deep link on a fresh server: rerun through app.py
+ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
 
 st.title("Models")
 st.markdown(

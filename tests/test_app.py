@@ -114,8 +114,9 @@ def test_app_default_gradients_page(shipped_models):
     titles = [a["text"] for a in spec["layout"]["annotations"]]
     assert any(t.startswith("standard: ") and " %)" in t for t in titles)
     assert any("pgd-linf: " in t for t in titles)
-    labels = [b.label for b in at.get("download_button")]
-    assert labels == ["PNG", "SVG", "PDF", "HTML", "Arrays (NPZ)"]
+    buttons = at.get("download_button")
+    assert [b.label for b in buttons] == ["PNG", "SVG", "PDF", "HTML", "Arrays (NPZ)"]
+    assert "attributions (signed, before display)" in buttons[-1].proto.help  # says what the file holds
 
 
 def test_widget_changes_rerun(shipped_models):

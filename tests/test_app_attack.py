@@ -119,7 +119,8 @@ def test_accuracy_curves_on_request(shipped_models):
     assert rob[-1] > std[-1]  # the adversarially trained model holds up better at eps 0.3
     table = at.dataframe[1].value
     assert list(table["model"]) == list(shipped_models) and "ε50 (pixel units)" in table.columns
-    assert "Curves (CSV)" in [b.label for b in at.get("download_button")]
+    buttons = {b.label: b for b in at.get("download_button")}
+    assert "Table (CSV)" in buttons and buttons["Table (CSV)"].proto.help.startswith("CSV: eps, then the accuracy")
     # Another widget change keeps the curves (cached); a settings change asks again.
     at.slider(key="atk_steps").set_value(10).run()
     np.testing.assert_array_equal(values(chart(at, "Accuracy under PGD")["data"][0]["y"]), std)

@@ -2,14 +2,14 @@
 
 * :mod:`gradviz.ui.state`: the shared sidebar (dataset, models, device) and its state;
 * :mod:`gradviz.ui.cache`: cached models, datasets and computed arrays;
-* :mod:`gradviz.ui.navigation`: pages run through app.py (also from a deep link);
+* :mod:`gradviz.ui.navigation`: the frame around every page (also opened by its URL);
 * :mod:`gradviz.ui.page`: what a page starts from (sidebar state, dataset, models);
 * :mod:`gradviz.ui.uploads`: uploaded images read for a model, with messages;
 * :mod:`gradviz.ui.widgets`: widget groups shared by pages, download buttons.
 """
 
 from gradviz.ui.cache import cached_dataset, cached_gradient_grid, cached_model, load_models, model_version
-from gradviz.ui.navigation import app_entry, app_pages, require_app_entry
+from gradviz.ui.navigation import app_entry, app_frame, app_pages, require_app_entry
 from gradviz.ui.page import PageInputs, page_inputs
 from gradviz.ui.state import DEFAULT_DATASET, DEFAULT_MODELS, SidebarState, draw_sidebar, sidebar_state
 from gradviz.ui.uploads import UploadResult, read_upload, show_messages
@@ -36,6 +36,7 @@ __all__ = [
     "SidebarState",
     "UploadResult",
     "app_entry",
+    "app_frame",
     "app_pages",
     "cached_dataset",
     "cached_gradient_grid",

@@ -1,13 +1,16 @@
-"""Pages run through app.py, also when a browser opens a page's URL first.
+"""The app's frame (page config, navigation, shared sidebar) around every page, also when a
+browser opens a page's URL first.
 
 Streamlit still has its legacy multipage mode: a server whose entry script has a ``pages/``
 folder beside it starts in that mode, and only leaves it once a script calls
 ``st.navigation``. Until then, a session that opens ``/attack`` before anyone has opened
 ``/`` gets pages/attack.py run *alone*, under an automatic listing of the folder: no page
-config, no shared sidebar, no model choice. app.py marks the runs it makes
-(:func:`app_entry`); every page starts with :func:`require_app_entry`, which notices a run that
-did not come through app.py, registers the navigation (leaving the legacy mode for the whole
-server) and reruns, so that app.py runs and opens the same page by its URL.
+config, no shared sidebar, no model choice. (AppTest starts every run in that mode too.)
+app.py draws the frame (:func:`app_frame`) and marks the page runs it makes
+(:func:`app_entry`); every page starts with :func:`require_app_entry`, which does app.py's
+work when the run did not come through app.py. Its ``st.navigation`` call also ends the
+legacy mode for the whole server, and resolves the URL to the same page (pages are matched
+by URL path: ``pages/attack.py`` is ``/attack`` in both modes).
 """
 
 from __future__ import annotations
@@ -18,7 +21,31 @@ from typing import Iterator
 
 import streamlit as st
 
+from gradviz.ui.state import draw_sidebar
+
 _run = threading.local()  # Streamlit runs each session's script in its own thread
+
+
+def app_pages() -> list:
+    """The app's pages, in menu order (the first is the default): ``st.Page`` objects over the
+    files in pages/ (paths relative to app.py's folder, where Streamlit resolves them)."""
+    return [
+        st.Page("pages/gradients.py", title="Gradients", icon=":material/gradient:", default=True),
+        st.Page("pages/attack.py", title="Attack", icon=":material/bolt:"),
+        st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+        st.Page("pages/inequality.py", title="Inequality", icon=":material/equalizer:"),
+        st.Page("pages/alignment.py", title="Alignment", icon=":material/join_inner:"),
+    ]
+
+
+def app_frame():
+    """Page config, ``st.navigation`` over :func:`app_pages` and the shared sidebar
+    (:func:`gradviz.ui.state.draw_sidebar`); returns the page the URL asks for (a
+    ``StreamlitPage``, not run yet)."""
+    st.set_page_config(page_title="gradviz", page_icon=":material/gradient:", layout="wide")
+    page = st.navigation(app_pages())
+    draw_sidebar()
+    return page
 
 
 @contextmanager
@@ -37,27 +64,16 @@ def came_through_app() -> bool:
     return getattr(_run, "from_app", False)
 
 
-def app_pages() -> list:
-    """The app's pages, in menu order (the first is the default): ``st.Page`` objects over the
-    files in pages/ (paths relative to app.py's folder, where Streamlit resolves them)."""
-    return [
-        st.Page("pages/gradients.py", title="Gradients", icon=":material/gradient:", default=True),
-        st.Page("pages/attack.py", title="Attack", icon=":material/bolt:"),
-        st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
-        st.Page("pages/inequality.py", title="Inequality", icon=":material/equalizer:"),
-        st.Page("pages/alignment.py", title="Alignment", icon=":material/join_inner:"),
-    ]
-
-
 def require_app_entry() -> None:
-    """The first call of every page: return at once when app.py runs the page; otherwise
-    (Streamlit's legacy ``pages/`` mode ran the file alone) switch the server to app.py's
-    ``st.navigation`` and rerun. The rerun keeps the URL, so app.py opens this same page
-    (pages are matched by URL path: ``pages/attack.py`` is ``/attack`` in both modes).
-
-    Raises streamlit's rerun exception in the second case (the page stops there).
+    """The first call of every page: nothing when app.py runs the page. Otherwise
+    (Streamlit's legacy ``pages/`` mode ran the file alone) do what app.py does, here: draw
+    :func:`app_frame`, run the page it resolves (this same file, opened by its URL) inside
+    :func:`app_entry`, then stop the outer run with ``st.stop()``. The page's widgets then
+    get the same identities as in an app.py run, so their values carry over between runs.
     """
     if came_through_app():
         return
-    st.navigation(app_pages())  # resolves this page's URL to the same page; leaves legacy mode
-    st.rerun()
+    page = app_frame()
+    with app_entry():
+        page.run()
+    st.stop()

@@ -249,9 +249,29 @@ def display_picker(channels: int, *, key: str) -> DisplayChoice:
     return DisplayChoice(reduction, clip, scaling, int(panel))
 
 
-def download_buttons(fig: go.Figure, arrays: Callable[[], bytes], *, stem: str, key: str) -> None:
-    """One row of download buttons: PNG, SVG, PDF (when a browser is available), HTML and
-    the arrays (NPZ). Files are made only when a button is clicked."""
+#: The data file of a figure: format -> (button label, MIME type).
+DATA_FORMATS = {"npz": ("Arrays (NPZ)", "application/octet-stream"), "csv": ("Table (CSV)", "text/csv")}
+
+
+def download_buttons(fig: go.Figure, data: Callable[[], bytes], *, stem: str, key: str, data_help: str,
+                     data_format: str = "npz") -> None:
+    """One row of download buttons: the figure as PNG, SVG, PDF (when a browser is
+    available) and HTML, and its numbers as a data file. Files are made only when a button is
+    clicked.
+
+    Args:
+        fig: the figure.
+        data: makes the data file's bytes.
+        stem: file name without extension.
+        key: widget-key prefix (unique on the page).
+        data_help: what the data file holds (its keys or columns), shown on hover.
+        data_format: "npz" (default, NumPy arrays) or "csv" (a table).
+
+    Raises:
+        ValueError: an unknown ``data_format``.
+    """
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {sorted(DATA_FORMATS)}, got {data_format!r}")
 
     def maker(fmt: str) -> Callable[[], bytes]:
         return lambda: figure_to_bytes(fig, fmt)
@@ -266,9 +286,6 @@ def download_buttons(fig: go.Figure, arrays: Callable[[], bytes], *, stem: str, 
             help=None if static or fmt == "html" else
             "Needs Chrome or Chromium (install one, or set BROWSER_PATH); HTML works without.",
         )
-    row.download_button(
-        "Arrays (NPZ)", arrays, file_name=f"{stem}.npz", mime="application/octet-stream",
-        key=f"{key}_dl_npz", on_click="ignore", icon=":material/download:",
-        help="The images, signed attributions, display maps, logits, probabilities and "
-             "settings as a NumPy .npz (see gradviz.figures.grid_to_npz).",
-    )
+    label, mime = DATA_FORMATS[data_format]
+    row.download_button(label, data, file_name=f"{stem}.{data_format}", mime=mime, key=f"{key}_dl_{data_format}",
+                        on_click="ignore", icon=":material/download:", help=data_help)
