@@ -50,7 +50,7 @@ state = ui.sidebar_state()
 cards = zoo.list_models()
 rows = model_rows(cards)
 st.dataframe(
-    rows, hide_index=True, key="models_table", width="stretch",
+    rows, hide_index=True, key="models_table", width="stretch", height="content",  # every model, no scrolling
     column_config={
         "name": st.column_config.TextColumn("model"),
         "eps": st.column_config.NumberColumn("eps", format="%.4g", help="training radius ([0, 1] pixel units)"),
