@@ -184,7 +184,8 @@ def _curve_point(curve: dict, eps: float):
 def _markdown_table(cards) -> str:
     """The README's table of models: the card's clean and robust accuracy (the dataset's
     standard attack) and, where ``eval --curve`` measured it, the curve's accuracy at
-    1/3 and 2/3 of the evaluation eps and eps50."""
+    1/3, 2/3 and 3/3 of the evaluation eps (one attack for the three: nested PGD-40, step
+    2.5 eps / 40) and eps50."""
     from gradviz.training import EVAL_ATTACKS
 
     def pct(v):
@@ -194,8 +195,8 @@ def _markdown_table(cards) -> str:
     for dataset in sorted({c.dataset for c in cards}):
         e = float(EVAL_ATTACKS[dataset]["eps"]) if dataset in EVAL_ATTACKS else None
         low, mid = (round(e / 3, 6), round(2 * e / 3, 6)) if e else (None, None)
-        lines += [f"| {dataset} | method | clean | PGD-40 eps {e:g} | curve at {low:.3g} | at {mid:.3g} | eps50 "
-                  "| curve images |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {dataset} | method | clean | PGD-40 eps {e:g} | curve at {low:.3g} | at {mid:.3g} | at {e:g} "
+                  "| eps50 | curve images |", "|---|---|---|---|---|---|---|---|---|"]
         for c in (c for c in cards if c.dataset == dataset):
             m, curve = c.metrics, c.metrics.get("curve") or {}
             e50 = curve.get("eps50")
@@ -203,6 +204,7 @@ def _markdown_table(cards) -> str:
             lines.append(f"| `{c.name}` | {c.method}{trained} | "
                          f"{pct(m.get('clean_accuracy'))} | {pct(m.get('robust_accuracy'))} | "
                          f"{pct(_curve_point(curve, low))} | {pct(_curve_point(curve, mid))} | "
+                         f"{pct(_curve_point(curve, e))} | "
                          f"{'–' if e50 is None else ('> max eps' if e50 == float('inf') else f'{e50:.3f}')} | "
                          f"{curve.get('n_images', '–')} |")
         lines.append("")
