@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gradviz import zoo
+
 pytestmark = pytest.mark.browser
 
 TABLE = '[data-testid="stDataFrame"]'
@@ -87,6 +89,22 @@ def test_models_page_train_cancel_finish(streamlit_server_home, browser, shipped
             _wait_idle(page)
             assert not page.locator('[data-testid="stException"]').count()
             page.screenshot(path=str(artifacts_dir / "models-agr.png"), full_page=True)
+
+        # PAG's input-gradient cosines per epoch, from the shipped model's real training log
+        if "mnist-5k/pag-cm" in shipped:
+            combo = page.get_by_role("combobox", name="Model", exact=True)
+            combo.click()
+            page.get_by_role("option", name="mnist-5k/pag-cm", exact=True).click()
+            page.get_by_text("Input-gradient alignment: mnist-5k/pag-cm").first.wait_for(timeout=60_000)
+            _wait_idle(page)
+            traces = page.evaluate(
+                """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+                         .filter(gd => gd.layout.title && gd.layout.title.text.startsWith('Input-gradient'))
+                         .flatMap(gd => gd.data.map(t => [t.name, t.y.length]))""")
+            log = zoo.get_card("mnist-5k/pag-cm").log
+            assert [n.split(":")[0] for n, _ in traces] == ["PAG", "PAG"] and {k for _, k in traces} == {len(log)}
+            assert not page.locator('[data-testid="stException"]').count()
+            page.screenshot(path=str(artifacts_dir / "models-pag.png"), full_page=True)
 
         # A longer run: live progress and loss curve, then cancelled.
         _fill_form(page, name="browser-long", epochs=20, limit=400, batch=20)
