@@ -1,8 +1,10 @@
-"""Small builders shared by the tests: tiny torchvision-format datasets, tiny models."""
+"""Small builders shared by the tests: tiny torchvision-format datasets, tiny models, AppTest
+read-outs and browser-test waits."""
 
 from __future__ import annotations
 
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -91,3 +93,32 @@ def app_chart(at, prefix: str) -> dict:
     found = [s for t, s in app_charts(at).items() if t.startswith(prefix)]
     assert len(found) == 1, f"expected one chart titled {prefix!r}, got {list(app_charts(at))}"
     return found[0]
+
+
+# ----------------------------------------------------------------------------- browser tests
+# Helpers for the Playwright tests (they take a playwright Page; nothing here imports it).
+
+def wait_idle(page, timeout_ms: int = 120_000, settle_ms: int = 400) -> None:
+    """Wait until no script run is in progress (Streamlit's status widget is gone), then
+    ``settle_ms`` more for plotly to finish drawing (before a read-out or a screenshot)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                           timeout=timeout_ms)
+    page.wait_for_timeout(settle_ms)
+
+
+def open_from_menu(page, base_url: str, title: str, timeout_ms: int = 90_000):
+    """Enter the app at its root, as a user does, wait for app.py's sidebar and follow the
+    menu link called ``title`` (its icon's ligature text may come first). Returns the sidebar
+    locator."""
+    page.goto(base_url, wait_until="domcontentloaded")
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_role("combobox", name="Dataset").wait_for(timeout=timeout_ms)
+    link = re.compile(rf"^([a-z_]+)?\s*{re.escape(title)}$")
+    sidebar.locator('[data-testid="stSidebarNav"] a', has_text=link).click()
+    return sidebar
+
+
+def menu_titles(sidebar) -> list[str]:
+    """The titles of the sidebar menu's links, without their icons' ligature text."""
+    return [re.sub(r"^[a-z_]+\s*", "", t).strip()
+            for t in sidebar.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]

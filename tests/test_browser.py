@@ -11,6 +11,7 @@ import io
 import re
 
 import pytest
+from tests.helpers import wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -65,17 +66,8 @@ def _wait_for_change(page, before, *, timeout_ms=60_000):
         arg=[CHART, before],
         timeout=timeout_ms,
     )
-    _wait_idle(page)
+    wait_idle(page)
     return _figure(page)
-
-
-def _wait_idle(page, timeout_ms=60_000):
-    """Wait until no script run is in progress (Streamlit's status widget is gone)."""
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')""",
-        timeout=timeout_ms,
-    )
-    page.wait_for_timeout(300)  # let plotly finish drawing before a screenshot
 
 
 def test_gradients_page_chart_follows_widgets(streamlit_server, browser, shipped_models, artifacts_dir):
@@ -86,7 +78,7 @@ def test_gradients_page_chart_follows_widgets(streamlit_server, browser, shipped
     try:
         page.goto(streamlit_server, wait_until="domcontentloaded")
         page.wait_for_selector(CHART, timeout=90_000)
-        _wait_idle(page)
+        wait_idle(page)
         before = _figure(page)
         assert before is not None
         # Default: images 0-7, the two shipped models -> 8 rows of input + 2 maps.
@@ -126,7 +118,7 @@ def test_gradients_page_chart_follows_widgets(streamlit_server, browser, shipped
             "([sel]) => { const gd = document.querySelector(sel); return gd && gd.data && gd.data.length === 9; }",
             arg=[CHART], timeout=60_000,
         )
-        _wait_idle(page)
+        wait_idle(page)
         three = _figure(page)
         assert three["n_traces"] == 9
         assert any(a.startswith("test #10") for a in three["annotations"])
@@ -146,7 +138,7 @@ def test_gradients_page_chart_follows_widgets(streamlit_server, browser, shipped
             "([sel]) => { const gd = document.querySelector(sel); return gd && gd.data && gd.data.length === 3; }",
             arg=[CHART], timeout=60_000,
         )
-        _wait_idle(page)
+        wait_idle(page)
         alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
         assert any("notes.png" in a and "not an image" in a for a in alerts), alerts
         assert any("red.png" in a and "grayscale" in a and "resized" in a for a in alerts), alerts
@@ -160,7 +152,7 @@ def test_gradients_page_chart_follows_widgets(streamlit_server, browser, shipped
             "([sel]) => { const gd = document.querySelector(sel); return gd && gd.data && gd.data.length === 2; }",
             arg=[CHART], timeout=60_000,
         )
-        _wait_idle(page)
+        wait_idle(page)
         assert [t for t in _figure(page)["names"]] == ["red.png", "standard"]
         assert not errors, errors
     except Exception:

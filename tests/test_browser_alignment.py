@@ -8,11 +8,10 @@ histograms and the table, and saves a full-page screenshot to tests/artifacts/al
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from gradviz import generative, zoo
+from tests.helpers import open_from_menu, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -34,11 +33,6 @@ READ_FIGURE = """
 """
 
 
-def _wait_idle(page, timeout_ms=180_000):
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
-    page.wait_for_timeout(500)
-
-
 @pytest.fixture
 def shipped_generator():
     if "mnist-5k" not in {p.stem for p in generative.ASSETS_DIR.glob("*.pt")}:
@@ -54,12 +48,9 @@ def test_alignment_page_in_the_browser(streamlit_server_home, browser, shipped_m
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        page.goto(url, wait_until="domcontentloaded")
-        sidebar = page.locator('[data-testid="stSidebar"]')
-        sidebar.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)
-        sidebar.locator('[data-testid="stSidebarNav"] a', has_text=re.compile(r"^(join_inner)?\s*Alignment$")).click()
+        sidebar = open_from_menu(page, url, "Alignment")
         page.wait_for_selector(FIGURE, timeout=180_000)
-        _wait_idle(page)
+        wait_idle(page)
         assert page.url.rstrip("/").endswith("/alignment")
         models = ["standard", "pgd-linf"]
         if has_lalpha:
@@ -72,7 +63,7 @@ def test_alignment_page_in_the_browser(streamlit_server_home, browser, shipped_m
                 "([sel]) => { const gd = document.querySelector(sel); return gd && gd.layout && "
                 "(gd.layout.annotations || []).some(a => a.text.startsWith('<b>lalpha</b>')); }",
                 arg=[FIGURE], timeout=180_000)
-            _wait_idle(page)
+            wait_idle(page)
             models.append("lalpha")
         fig = page.evaluate(READ_FIGURE, FIGURE)
         assert fig["title"].startswith("GAN residual toward the closest class of standard")
@@ -87,7 +78,7 @@ def test_alignment_page_in_the_browser(streamlit_server_home, browser, shipped_m
         n.press("Tab")
         page.get_by_role("button", name="Compute").click()
         page.wait_for_selector(SCATTER, timeout=600_000)
-        _wait_idle(page, timeout_ms=600_000)
+        wait_idle(page, timeout_ms=600_000)
         hist = page.evaluate(READ_FIGURE, HIST)
         hnames = [nm for nm, t in zip(hist["names"], hist["types"]) if t == "histogram"]
         assert [nm.split(" · ")[0] for nm in hnames] == models

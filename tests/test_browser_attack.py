@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from tests.helpers import menu_titles, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -40,19 +41,13 @@ def _figure(page, prefix: str) -> dict | None:
     return found[0] if found else None
 
 
-def _wait_idle(page, timeout_ms=120_000):
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                           timeout=timeout_ms)
-    page.wait_for_timeout(400)
-
-
 def _wait_for_title(page, prefix: str, timeout_ms=240_000):
     page.wait_for_function(
         """(prefix) => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot'))
              .some(gd => gd.layout && gd.layout.title && (gd.layout.title.text || "").startsWith(prefix))""",
         arg=prefix, timeout=timeout_ms,
     )
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def _slider_to_min(page, label: str, *, last: bool = False) -> None:
@@ -77,9 +72,7 @@ def test_attack_page_in_the_browser(streamlit_server, browser, shipped_models, a
         page.goto(f"{streamlit_server}/attack", wait_until="domcontentloaded")
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)
-        nav = sidebar.locator('[data-testid="stSidebarNav"] a')
-        assert [re.sub(r"^[a-z_]+\s*", "", t).strip() for t in nav.all_inner_texts()] == [
-            "Gradients", "Attack", "Models", "Inequality", "Alignment"]  # app.py's titles, not file names
+        assert menu_titles(sidebar) == ["Gradients", "Attack", "Models", "Inequality", "Alignment"]  # not file names
         _wait_for_title(page, "PGD attack")
         assert page.url.rstrip("/").endswith("/attack")
         assert sidebar.get_by_role("combobox", name="Dataset").count() == 1  # app.py's sidebar is there
@@ -104,11 +97,11 @@ def test_attack_page_in_the_browser(streamlit_server, browser, shipped_models, a
 
         # Accuracy vs eps on request: 50 images, a 3-point grid.
         _slider_to_min(page, "Test images")
-        _wait_idle(page)
+        wait_idle(page)
         grid = page.get_by_role("textbox", name="ε grid")
         grid.fill("0, 0.1, 0.3")
         grid.press("Enter")
-        _wait_idle(page)
+        wait_idle(page)
         page.get_by_role("button", name="Compute the curves").click()
         _wait_for_title(page, "Accuracy under PGD")
         curves = _figure(page, "Accuracy under PGD")

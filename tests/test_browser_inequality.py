@@ -9,11 +9,10 @@ charts follow; saves screenshots to tests/artifacts/inequality*.png.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from gradviz import zoo
+from tests.helpers import open_from_menu, wait_idle
 
 try:
     from playwright.sync_api import Error as PlaywrightError
@@ -52,19 +51,12 @@ def _figure(page, sel=IMAGE_CHART):
     return page.evaluate(READ_FIGURE, sel)
 
 
-def _wait_idle(page, timeout_ms=120_000):
-    """Wait until no script run is in progress (Streamlit's status widget is gone)."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                           timeout=timeout_ms)
-    page.wait_for_timeout(500)  # let plotly finish drawing before a screenshot
-
-
 def _wait_title(page, fragment: str, sel=IMAGE_CHART, timeout_ms=120_000):
     page.wait_for_function(
         """([sel, frag]) => { const gd = document.querySelector(sel);
             return !!(gd && gd.layout && gd.layout.title && gd.layout.title.text.includes(frag)); }""",
         arg=[sel, fragment], timeout=timeout_ms)
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_models, artifacts_dir):
@@ -76,15 +68,12 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
     try:
         # Enter at the root and follow the sidebar link, as a user does (opening a page's URL
         # directly is the Attack page's browser test).
-        page.goto(streamlit_server, wait_until="domcontentloaded")
-        sidebar = page.locator('[data-testid="stSidebar"]')
-        sidebar.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)
-        sidebar.locator('[data-testid="stSidebarNav"] a', has_text=re.compile(r"^(equalizer)?\s*Inequality$")).click()
+        sidebar = open_from_menu(page, streamlit_server, "Inequality")
         page.wait_for_selector(IMAGE_CHART, timeout=120_000)
-        _wait_idle(page)
+        wait_idle(page)
         assert page.url.rstrip("/").endswith("/inequality")
         assert sidebar.get_by_role("combobox", name="Dataset").count() == 1  # app.py's sidebar is there
-        _wait_idle(page)
+        wait_idle(page)
         if has_igd:  # the third model, from the shared sidebar
             combo = sidebar.locator('[data-testid="stMultiSelect"] input')
             combo.click()
@@ -94,7 +83,7 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
             page.wait_for_function(
                 "([sel]) => { const gd = document.querySelector(sel); return gd && gd.data && "
                 "gd.data.filter(t => t.type === 'heatmap').length === 4; }", arg=[IMAGE_CHART], timeout=120_000)
-            _wait_idle(page)
+            wait_idle(page)
         fig = _figure(page)
         models = ["standard", "pgd-linf"] + (["igd"] if has_igd else [])
         assert "Integrated Gradients" in fig["title"]
@@ -112,14 +101,14 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
         page.wait_for_function(
             "() => [...document.querySelectorAll('[data-testid=\"stAlert\"]')].some(a => a.innerText.includes('does not divide'))",
             timeout=120_000)
-        _wait_idle(page)
+        wait_idle(page)
         assert not any("regional" in a for a in _figure(page)["annotations"])
         block.fill("4")
         block.press("Enter")
         page.wait_for_function(
             "() => ![...document.querySelectorAll('[data-testid=\"stAlert\"]')].some(a => a.innerText.includes('does not divide'))",
             timeout=120_000)
-        _wait_idle(page)
+        wait_idle(page)
 
         # Dataset-wide, on request: 100 test images, integrated gradients.
         slider = page.locator(".st-key-ineq_n input[type=range]")
@@ -129,14 +118,14 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
                 slider.press("Home")
                 slider.press("ArrowRight")  # 50 -> 100
             except PlaywrightError:
-                _wait_idle(page)
+                wait_idle(page)
                 continue
             if slider.get_attribute("aria-valuetext") == "100":
                 break
         assert slider.get_attribute("aria-valuetext") == "100"
         page.get_by_role("button", name="Compute").click()
         page.wait_for_selector(EXAMPLES_CHART, timeout=600_000)
-        _wait_idle(page, timeout_ms=600_000)
+        wait_idle(page, timeout_ms=600_000)
         noise = page.evaluate("(sel) => document.querySelector(sel).data.map(t => t.name)", NOISE_CHART)
         assert noise[:2] == ["standard · inductive", "standard · random"] and len(noise) == 2 * len(models)
         assert page.get_by_text("100 test images", exact=False).count() >= 1
@@ -157,7 +146,7 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
         assert page.locator(NOISE_CHART).count() == 0
         page.get_by_role("button", name="Compute").click()
         page.wait_for_selector(EXAMPLES_CHART, timeout=600_000)
-        _wait_idle(page, timeout_ms=600_000)
+        wait_idle(page, timeout_ms=600_000)
         page.screenshot(path=str(artifacts_dir / "inequality-gradient.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
         assert not errors, errors

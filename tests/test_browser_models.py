@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gradviz import zoo
+from tests.helpers import open_from_menu, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -20,9 +21,12 @@ TABLE = '[data-testid="stDataFrame"]'
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _wait_idle(page, timeout_ms=120_000):
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
-    page.wait_for_timeout(300)
+def _choose_model(page, name: str, expected_text: str) -> None:
+    """Pick ``name`` in the page's Model box and wait for ``expected_text`` and an idle app."""
+    page.get_by_role("combobox", name="Model", exact=True).click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.get_by_text(expected_text).first.wait_for(timeout=60_000)
+    wait_idle(page)
 
 
 def _table_cells(page) -> list[str]:
@@ -33,7 +37,7 @@ def _set_number(page, label: str, value: int) -> None:
     box = page.get_by_role("spinbutton", name=label, exact=True).first
     box.fill(str(value))
     box.press("Enter")
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def _fill_form(page, *, name: str, epochs: int, limit: int, batch: int) -> None:
@@ -41,11 +45,11 @@ def _fill_form(page, *, name: str, epochs: int, limit: int, batch: int) -> None:
     combo.click()
     combo.press_sequentially("PGD adv")
     page.get_by_role("option", name="PGD adversarial training (Madry et al.)").click()
-    _wait_idle(page)
+    wait_idle(page)
     box = page.get_by_role("textbox", name="Model name").first
     box.fill(name)
     box.press("Enter")
-    _wait_idle(page)
+    wait_idle(page)
     _set_number(page, "Epochs", epochs)
     _set_number(page, "Training images (0: all)", limit)
     _set_number(page, "Batch size", batch)
@@ -62,11 +66,9 @@ def test_models_page_train_cancel_finish(streamlit_server_home, browser, shipped
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         # The app's entry first (st.navigation takes over), then the Models page from the sidebar.
-        page.goto(url, wait_until="domcontentloaded")
-        page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stSelectbox"]', timeout=120_000)
-        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Models").click()
+        open_from_menu(page, url, "Models", timeout_ms=120_000)
         page.wait_for_selector(TABLE, timeout=120_000)
-        _wait_idle(page)
+        wait_idle(page)
         shipped = sorted(f"{p.parent.name}/{p.stem}" for p in (REPO / "assets" / "models").glob("*/*.pt"))
         assert len(shipped) >= len(shipped_models)
         for _ in range(60):  # the grid draws its rows a moment after the page is idle (seen under load)
@@ -82,21 +84,13 @@ def test_models_page_train_cancel_finish(streamlit_server_home, browser, shipped
 
         # AGR's diagnostics from the shipped model's real training log
         if "mnist-5k/agr" in shipped:
-            combo = page.get_by_role("combobox", name="Model", exact=True)
-            combo.click()
-            page.get_by_role("option", name="mnist-5k/agr", exact=True).click()
-            page.get_by_text("AGR diagnostics: mnist-5k/agr").first.wait_for(timeout=60_000)
-            _wait_idle(page)
+            _choose_model(page, "mnist-5k/agr", "AGR diagnostics: mnist-5k/agr")
             assert not page.locator('[data-testid="stException"]').count()
             page.screenshot(path=str(artifacts_dir / "models-agr.png"), full_page=True)
 
         # PAG's input-gradient cosines per epoch, from the shipped model's real training log
         if "mnist-5k/pag-cm" in shipped:
-            combo = page.get_by_role("combobox", name="Model", exact=True)
-            combo.click()
-            page.get_by_role("option", name="mnist-5k/pag-cm", exact=True).click()
-            page.get_by_text("Input-gradient alignment: mnist-5k/pag-cm").first.wait_for(timeout=60_000)
-            _wait_idle(page)
+            _choose_model(page, "mnist-5k/pag-cm", "Input-gradient alignment: mnist-5k/pag-cm")
             traces = page.evaluate(
                 """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
                          .filter(gd => gd.layout.title && gd.layout.title.text.startsWith('Input-gradient'))
@@ -126,7 +120,7 @@ def test_models_page_train_cancel_finish(streamlit_server_home, browser, shipped
         _fill_form(page, name="browser-tiny", epochs=1, limit=64, batch=32)
         page.get_by_role("button", name="Start training").click()
         page.get_by_text("Training finished: mnist-5k/browser-tiny is saved").wait_for(timeout=600_000)
-        _wait_idle(page)
+        wait_idle(page)
         page.wait_for_function(
             """(sel) => [...document.querySelectorAll(sel + ' [role="gridcell"]')]
                         .some(c => c.innerText.trim() === 'mnist-5k/browser-tiny')""",
