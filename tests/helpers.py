@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import re
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,25 @@ def app_chart(at, prefix: str) -> dict:
 
 # ----------------------------------------------------------------------------- browser tests
 # Helpers for the Playwright tests (they take a playwright Page; nothing here imports it).
+
+@contextmanager
+def browser_page(browser, width: int, height: int, failure_png: Path):
+    """A fresh browser context with one page of ``width`` x ``height`` CSS pixels (scale 1).
+    After the block, JavaScript errors on the page fail the test; any failure first saves a
+    full-page screenshot to ``failure_png``; the context is closed in every case."""
+    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield page
+        assert not errors, errors
+    except Exception:
+        page.screenshot(path=str(failure_png), full_page=True)
+        raise
+    finally:
+        context.close()
+
 
 def wait_idle(page, timeout_ms: int = 120_000, settle_ms: int = 400) -> None:
     """Wait until no script run is in progress (Streamlit's status widget is gone), then

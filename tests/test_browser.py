@@ -11,7 +11,7 @@ import io
 import re
 
 import pytest
-from tests.helpers import wait_idle
+from tests.helpers import browser_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -71,11 +71,7 @@ def _wait_for_change(page, before, *, timeout_ms=60_000):
 
 
 def test_gradients_page_chart_follows_widgets(streamlit_server, browser, shipped_models, artifacts_dir):
-    context = browser.new_context(viewport={"width": 1400, "height": 2300}, device_scale_factor=1)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with browser_page(browser, 1400, 2300, artifacts_dir / "gradients-failure.png") as page:
         page.goto(streamlit_server, wait_until="domcontentloaded")
         page.wait_for_selector(CHART, timeout=90_000)
         wait_idle(page)
@@ -154,9 +150,3 @@ def test_gradients_page_chart_follows_widgets(streamlit_server, browser, shipped
         )
         wait_idle(page)
         assert [t for t in _figure(page)["names"]] == ["red.png", "standard"]
-        assert not errors, errors
-    except Exception:
-        page.screenshot(path=str(artifacts_dir / "gradients-failure.png"), full_page=True)
-        raise
-    finally:
-        context.close()

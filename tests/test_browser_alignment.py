@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from gradviz import generative, zoo
-from tests.helpers import open_from_menu, wait_idle
+from tests.helpers import browser_page, open_from_menu, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -43,11 +43,7 @@ def test_alignment_page_in_the_browser(streamlit_server_home, browser, shipped_m
                                        artifacts_dir):
     url, home = streamlit_server_home
     has_lalpha = "mnist-5k/lalpha" in {c.name for c in zoo.list_models("mnist-5k")}
-    context = browser.new_context(viewport={"width": 1500, "height": 3300}, device_scale_factor=1)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with browser_page(browser, 1500, 3300, artifacts_dir / "alignment-failure.png") as page:
         sidebar = open_from_menu(page, url, "Alignment")
         page.wait_for_selector(FIGURE, timeout=180_000)
         wait_idle(page)
@@ -87,9 +83,3 @@ def test_alignment_page_in_the_browser(streamlit_server_home, browser, shipped_m
         assert list(home.glob("residuals/mnist-5k-test-*-300+75-*.pairs.pt"))  # stored in the server's home
         page.screenshot(path=str(artifacts_dir / "alignment.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
-        assert not errors, errors
-    except Exception:
-        page.screenshot(path=str(artifacts_dir / "alignment-failure.png"), full_page=True)
-        raise
-    finally:
-        context.close()

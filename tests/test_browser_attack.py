@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.helpers import menu_titles, wait_idle
+from tests.helpers import browser_page, menu_titles, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -60,15 +60,11 @@ def _slider_to_min(page, label: str, *, last: bool = False) -> None:
 
 
 def test_attack_page_in_the_browser(streamlit_server, browser, shipped_models, artifacts_dir):
-    context = browser.new_context(viewport={"width": 1400, "height": 2400}, device_scale_factor=1)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with browser_page(browser, 1400, 2400, artifacts_dir / "attack-failure.png") as page:
         # A shared link, opened first on a fresh server (this module's own): Streamlit starts
-        # in its legacy pages/-folder mode, which would run pages/attack.py alone; the page
-        # reruns through app.py (gradviz.ui.require_app_entry), so app.py's navigation, page
-        # config and sidebar are there and the URL still names the Attack page.
+        # in its legacy pages/-folder mode, which runs pages/attack.py alone; the page then runs
+        # itself through app.py's frame (gradviz.ui.require_app_entry), so app.py's navigation,
+        # page config and sidebar are there and the URL still names the Attack page.
         page.goto(f"{streamlit_server}/attack", wait_until="domcontentloaded")
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)
@@ -118,9 +114,3 @@ def test_attack_page_in_the_browser(streamlit_server, browser, shipped_models, a
         page.locator('[data-testid="stPlotlyChart"]').last.screenshot(path=str(artifacts_dir / "attack-pag.png"))
         page.screenshot(path=str(artifacts_dir / "attack-full.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
-        assert not errors, errors
-    except Exception:
-        page.screenshot(path=str(artifacts_dir / "attack-failure.png"), full_page=True)
-        raise
-    finally:
-        context.close()

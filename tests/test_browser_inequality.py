@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from gradviz import zoo
-from tests.helpers import open_from_menu, wait_idle
+from tests.helpers import browser_page, open_from_menu, wait_idle
 
 try:
     from playwright.sync_api import Error as PlaywrightError
@@ -61,11 +61,7 @@ def _wait_title(page, fragment: str, sel=IMAGE_CHART, timeout_ms=120_000):
 
 def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_models, artifacts_dir):
     has_igd = "mnist-5k/igd" in {c.name for c in zoo.list_models("mnist-5k")}
-    context = browser.new_context(viewport={"width": 1500, "height": 3800}, device_scale_factor=1)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with browser_page(browser, 1500, 3800, artifacts_dir / "inequality-failure.png") as page:
         # Enter at the root and follow the sidebar link, as a user does (opening a page's URL
         # directly is the Attack page's browser test).
         sidebar = open_from_menu(page, streamlit_server, "Inequality")
@@ -149,9 +145,3 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
         wait_idle(page, timeout_ms=600_000)
         page.screenshot(path=str(artifacts_dir / "inequality-gradient.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
-        assert not errors, errors
-    except Exception:
-        page.screenshot(path=str(artifacts_dir / "inequality-failure.png"), full_page=True)
-        raise
-    finally:
-        context.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gradviz import zoo
-from tests.helpers import open_from_menu, wait_idle
+from tests.helpers import browser_page, open_from_menu, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -60,11 +60,7 @@ def _fill_form(page, *, name: str, epochs: int, limit: int, batch: int) -> None:
 
 def test_models_page_train_cancel_finish(streamlit_server_home, browser, shipped_models, artifacts_dir):
     url, home = streamlit_server_home
-    context = browser.new_context(viewport={"width": 1400, "height": 2400}, device_scale_factor=1)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with browser_page(browser, 1400, 2400, artifacts_dir / "models-failure.png") as page:
         # The app's entry first (st.navigation takes over), then the Models page from the sidebar.
         open_from_menu(page, url, "Models", timeout_ms=120_000)
         page.wait_for_selector(TABLE, timeout=120_000)
@@ -134,9 +130,3 @@ def test_models_page_train_cancel_finish(streamlit_server_home, browser, shipped
         page.get_by_role("option", name=re.compile(r"browser-tiny .*yours")).wait_for(timeout=30_000)
         page.keyboard.press("Escape")
         assert not page.locator('[data-testid="stException"]').count()
-        assert not errors, errors
-    except Exception:
-        page.screenshot(path=str(artifacts_dir / "models-failure.png"), full_page=True)
-        raise
-    finally:
-        context.close()
