@@ -138,6 +138,16 @@ def open_from_menu(page, base_url: str, title: str, timeout_ms: int = 90_000):
     return sidebar
 
 
+def add_sidebar_model(page, sidebar, short_name: str) -> None:
+    """Add the model whose label starts with ``short_name`` to the sidebar's Models
+    multiselect (type to filter, pick the first match, close the list)."""
+    combo = sidebar.locator('[data-testid="stMultiSelect"] input')
+    combo.click()
+    combo.press_sequentially(short_name)
+    page.get_by_role("option", name=short_name).first.click()
+    page.keyboard.press("Escape")
+
+
 def menu_titles(sidebar) -> list[str]:
     """The titles of the sidebar menu's links, without their icons' ligature text."""
     return [re.sub(r"^[a-z_]+\s*", "", t).strip()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from gradviz import generative, zoo
-from tests.helpers import browser_page, open_from_menu, wait_idle
+from tests.helpers import add_sidebar_model, browser_page, open_from_menu, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -50,11 +50,7 @@ def test_alignment_page_in_the_browser(streamlit_server_home, browser, shipped_m
         assert page.url.rstrip("/").endswith("/alignment")
         models = ["standard", "pgd-linf"]
         if has_lalpha:
-            combo = sidebar.locator('[data-testid="stMultiSelect"] input')
-            combo.click()
-            combo.press_sequentially("lalpha")
-            page.get_by_role("option", name="lalpha").first.click()
-            page.keyboard.press("Escape")
+            add_sidebar_model(page, sidebar, "lalpha")
             page.wait_for_function(
                 "([sel]) => { const gd = document.querySelector(sel); return gd && gd.layout && "
                 "(gd.layout.annotations || []).some(a => a.text.startsWith('<b>lalpha</b>')); }",

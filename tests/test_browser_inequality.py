@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from gradviz import zoo
-from tests.helpers import browser_page, open_from_menu, wait_idle
+from tests.helpers import add_sidebar_model, browser_page, open_from_menu, wait_idle
 
 try:
     from playwright.sync_api import Error as PlaywrightError
@@ -71,11 +71,7 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
         assert sidebar.get_by_role("combobox", name="Dataset").count() == 1  # app.py's sidebar is there
         wait_idle(page)
         if has_igd:  # the third model, from the shared sidebar
-            combo = sidebar.locator('[data-testid="stMultiSelect"] input')
-            combo.click()
-            combo.press_sequentially("igd")
-            page.get_by_role("option", name="igd").first.click()
-            page.keyboard.press("Escape")
+            add_sidebar_model(page, sidebar, "igd")
             page.wait_for_function(
                 "([sel]) => { const gd = document.querySelector(sel); return gd && gd.data && "
                 "gd.data.filter(t => t.type === 'heatmap').length === 4; }", arg=[IMAGE_CHART], timeout=120_000)

@@ -32,6 +32,13 @@ from torch import nn
 from gradviz.attacks import default_step_size, pgd
 
 
+def _check_weight(label: str, value, note: str = "") -> None:
+    """Raise ValueError unless ``value`` is a finite real number >= 0 (not a bool): a loss
+    weight (lambda, beta). ``note`` (e.g. "paper: 1 to 4") goes into the message."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise ValueError(f"{label} must be a finite number >= 0{f' ({note})' if note else ''}; got {value!r}")
+
+
 @dataclass
 class StandardObjective:
     """Empirical risk: mean cross-entropy CE(f(x), y) on clean images."""
@@ -154,9 +161,7 @@ class IGDObjective(PGDObjective):
     name = "igd"
 
     def __post_init__(self):
-        lam = self.igd_lambda
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0 or lam == float("inf"):
-            raise ValueError(f"igd_lambda must be a finite number >= 0 (paper: 1 to 4); got {lam!r}")
+        _check_weight("igd_lambda", self.igd_lambda, "paper: 1 to 4")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoch: int = 0, index=None):
         if self.teacher is None:
@@ -268,9 +273,7 @@ class TRADESObjective(PGDObjective):
     name = "trades"
 
     def __post_init__(self):
-        b = self.beta
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not b >= 0 or b == float("inf"):
-            raise ValueError(f"TRADES beta must be a finite number >= 0 (default 6); got {b!r}")
+        _check_weight("TRADES beta", self.beta, "default 6")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoch: int = 0, index=None):
         eps = self.eps_at(epoch)
@@ -425,9 +428,7 @@ class PAGObjective:
     name = "pag"
 
     def __post_init__(self):
-        lam = self.pag_lambda
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0 or lam == float("inf"):
-            raise ValueError(f"pag_lambda must be a finite number >= 0; got {lam!r}")
+        _check_weight("pag_lambda", self.pag_lambda)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoch: int = 0, index=None):
         if self.targets is None:
@@ -593,9 +594,7 @@ class LAlphaObjective:
     name = "lalpha"
 
     def __post_init__(self):
-        lam = self.alpha_lambda
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0 or lam == float("inf"):
-            raise ValueError(f"alpha_lambda must be a finite number >= 0 (paper: 0.1 to 0.3); got {lam!r}")
+        _check_weight("alpha_lambda", self.alpha_lambda, "paper: 0.1 to 0.3")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoch: int = 0, index=None):
         if self.residuals is None:
