@@ -189,8 +189,9 @@ with st.expander("Why does a robust model's row sometimes barely change?", icon=
         "the PAG objective, show the effect best: compare the rows of `pgd-linf` and `pgd-l2`."
     )
 # The l2-trained models of the dataset join the sidebar's choice here: they show the effect.
-dataset_models = [c.name for c in zoo.list_models(state.dataset)]
-l2_models = [c.name for c in zoo.list_models(state.dataset) if c.norm == "l2" and c.name not in names]
+dataset_cards = zoo.list_models(state.dataset)
+dataset_models = [c.name for c in dataset_cards]
+l2_models = [c.name for c in dataset_cards if c.norm == "l2" and c.name not in names]
 pag_names = tuple(st.multiselect(
     "Models of this view", dataset_models, default=list(names) + l2_models, key=f"atk_pag_models_{state.dataset}",
     help="The sidebar's models and the dataset's l2-trained ones (robust models whose gradients are not masked).",

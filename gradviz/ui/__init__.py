@@ -9,7 +9,7 @@
 """
 
 from gradviz.ui.cache import cached_dataset, cached_gradient_grid, cached_model, load_models, model_version
-from gradviz.ui.navigation import app_entry, app_frame, app_pages, require_app_entry
+from gradviz.ui.navigation import app_pages, require_app_entry, run_app
 from gradviz.ui.page import PageInputs, page_inputs
 from gradviz.ui.state import DEFAULT_DATASET, DEFAULT_MODELS, SidebarState, draw_sidebar, sidebar_state
 from gradviz.ui.uploads import UploadResult, read_upload, show_messages
@@ -35,8 +35,6 @@ __all__ = [
     "PageInputs",
     "SidebarState",
     "UploadResult",
-    "app_entry",
-    "app_frame",
     "app_pages",
     "cached_dataset",
     "cached_gradient_grid",
@@ -52,6 +50,7 @@ __all__ = [
     "parse_indices",
     "read_upload",
     "require_app_entry",
+    "run_app",
     "show_messages",
     "sidebar_state",
 ]

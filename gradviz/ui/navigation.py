@@ -6,9 +6,9 @@ folder beside it starts in that mode, and only leaves it once a script calls
 ``st.navigation``. Until then, a session that opens ``/attack`` before anyone has opened
 ``/`` gets pages/attack.py run *alone*, under an automatic listing of the folder: no page
 config, no shared sidebar, no model choice. (AppTest starts every run in that mode too.)
-app.py draws the frame (:func:`app_frame`) and marks the page runs it makes
-(:func:`app_entry`); every page starts with :func:`require_app_entry`, which does app.py's
-work when the run did not come through app.py. Its ``st.navigation`` call also ends the
+app.py calls :func:`run_app` (the frame, :func:`app_frame`, then the page, marked as run
+through it); every page starts with :func:`require_app_entry`, which calls the same
+:func:`run_app` when the run did not come through app.py. Its ``st.navigation`` call also ends the
 legacy mode for the whole server, and resolves the URL to the same page (pages are matched
 by URL path: ``pages/attack.py`` is ``/attack`` in both modes).
 """
@@ -64,16 +64,21 @@ def came_through_app() -> bool:
     return getattr(_run, "from_app", False)
 
 
-def require_app_entry() -> None:
-    """The first call of every page: nothing when app.py runs the page. Otherwise
-    (Streamlit's legacy ``pages/`` mode ran the file alone) do what app.py does, here: draw
-    :func:`app_frame`, run the page it resolves (this same file, opened by its URL) inside
-    :func:`app_entry`, then stop the outer run with ``st.stop()``. The page's widgets then
-    get the same identities as in an app.py run, so their values carry over between runs.
-    """
-    if came_through_app():
-        return
+def run_app() -> None:
+    """What app.py does: draw :func:`app_frame` and run the page the URL asks for, inside
+    :func:`app_entry`."""
     page = app_frame()
     with app_entry():
         page.run()
-    st.stop()
+
+
+def require_app_entry() -> None:
+    """The first call of every page: nothing when app.py runs the page. Otherwise
+    (Streamlit's legacy ``pages/`` mode ran the file alone) :func:`run_app` here, which runs
+    this same file (opened by its URL) as app.py would, then stop the outer run with
+    ``st.stop()``. The page's widgets then get the same identities as in an app.py run, so
+    their values carry over between runs.
+    """
+    if not came_through_app():
+        run_app()
+        st.stop()
