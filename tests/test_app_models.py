@@ -87,6 +87,7 @@ def test_models_page_table_and_training_curves(home, shipped_models):
     card = zoo.get_card("mnist-5k/pgd-linf")
     assert rows["mnist-5k/pgd-linf"]["robust %"] == pytest.approx(100 * card.metrics["robust_accuracy"], abs=0.05)
     assert rows["mnist-5k/pgd-linf"]["attack"] == "PGD-40 linf eps 0.3"
+    assert rows["mnist-5k/pgd-linf"]["norm"] == "linf" and rows["mnist-5k/standard"]["norm"] == "–"
     at.selectbox(key="models_chosen").set_value("mnist-5k/pgd-linf").run()
     assert not at.exception and not at.error
     curves = charts(at)["Training curves: mnist-5k/pgd-linf"]

@@ -46,11 +46,14 @@ def measure_eps50(names: Sequence[str], device: str, *, n_images: int, steps: in
 
 def model_rows(cards: Sequence[zoo.ModelCard]) -> list[dict]:
     """One row per model for ``st.dataframe`` (:func:`gradviz.zoo.card_summary`), with the
-    eps50 measured in this session where there is one."""
+    eps50 measured in this session where there is one and "–" as the norm of a model trained
+    without an attack."""
     measured = eps50_results()
     rows = []
     for card in cards:
         row = zoo.card_summary(card)
+        if row["norm"] is None:  # trained without an attack: no norm (not a missing value)
+            row["norm"] = "–"
         if card.name in measured:
             row["eps50"] = measured[card.name]["eps50"]
         if row["eps50"] is not None:
