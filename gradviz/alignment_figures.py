@@ -36,8 +36,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from gradviz.figures import as_array as _np, class_name as _cls, short_model_name as _short
-from gradviz.inequality_figures import model_colours
+from gradviz.figures import as_array as _np, class_name as _cls, resolve_colours, short_model_name as _short
 
 __all__ = [
     "DIVERGING_COLORSCALE",
@@ -59,11 +58,6 @@ _FONT = "Inter, Helvetica, Arial, sans-serif"
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
 
-
-
-def _colours(colours: Optional[Mapping[str, str]], names: Sequence[str]) -> dict[str, str]:
-    default = model_colours(list(names))
-    return {n: (colours or {}).get(n, default[n]) for n in names}
 
 
 def scale_by_max(a: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -310,7 +304,7 @@ def alpha_histogram_figure(
     if bins < 1:
         raise ValueError(f"bins must be >= 1; got {bins}")
     names = list(alpha_dx)
-    cols = _colours(colours, names)
+    cols = resolve_colours(colours, names)
     arrays = {m: _np(alpha_dx[m]).reshape(-1) for m in names}
     allv = np.concatenate([_finite(v) for v in arrays.values()] + [np.zeros(1)])
     lo, hi = float(allv.min()), float(allv.max())
@@ -375,7 +369,7 @@ def alpha_scatter_figure(
     names = list(alpha_dx)
     if set(names) != set(alpha_x):
         raise ValueError(f"alpha_dx and alpha_x must hold the same models; got {names} and {list(alpha_x)}")
-    cols = _colours(colours, names)
+    cols = resolve_colours(colours, names)
     fig = go.Figure()
     for m in names:
         a, b = _np(alpha_dx[m]).reshape(-1), _np(alpha_x[m]).reshape(-1)

@@ -25,7 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gradviz.figures import as_array as _np, class_name as _cls, short_model_name as _short
+from gradviz.figures import PALETTE, as_array as _np, class_name as _cls, short_model_name as _short
 
 if TYPE_CHECKING:
     from gradviz.attacks import AttackResult
@@ -45,7 +45,6 @@ __all__ = [
 DIVERGING_COLORSCALE = "RdBu_r"
 _FONT = "Inter, Helvetica, Arial, sans-serif"
 _WRONG = "#b2182b"
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
 
@@ -228,7 +227,7 @@ def loss_trace_figure(
             raise ValueError(f"losses[{name!r}] must be (steps + 1,) or (steps + 1, N), got {arr.shape}")
         fig.add_trace(go.Scatter(
             x=np.arange(len(arr)), y=arr, mode="lines+markers", name=_short(name),
-            line=dict(color=_PALETTE[i % len(_PALETTE)]), marker=dict(size=4),
+            line=dict(color=PALETTE[i % len(PALETTE)]), marker=dict(size=4),
             hovertemplate=f"step %{{x}}<br>loss %{{y:.4g}}<extra>{_short(name)}</extra>",
         ))
     what = "cross-entropy w.r.t. the target (falls)" if targeted else "cross-entropy w.r.t. the label (rises)"
@@ -279,7 +278,7 @@ def accuracy_vs_eps_figure(
             raise ValueError(f"curve {name!r} has {a.size} points for a grid of {grid.size}")
         fig.add_trace(go.Scatter(
             x=grid * scale, y=100 * a, mode="lines+markers", name=_short(name),
-            line=dict(color=_PALETTE[i % len(_PALETTE)]),
+            line=dict(color=PALETTE[i % len(PALETTE)]),
             hovertemplate=f"eps %{{x:.4g}}<br>accuracy %{{y:.1f}} %<extra>{_short(name)}</extra>",
         ))
     fig.add_trace(go.Scatter(x=[grid.min() * scale, grid.max() * scale], y=[50, 50], mode="lines",
@@ -291,7 +290,7 @@ def accuracy_vs_eps_figure(
             continue
         fig.add_trace(go.Scatter(
             x=[e * scale], y=[50], mode="markers", name=f"eps50 {_short(name)}", showlegend=False,
-            marker=dict(symbol="x", size=11, color=_PALETTE[i % len(_PALETTE)]),
+            marker=dict(symbol="x", size=11, color=PALETTE[i % len(PALETTE)]),
             hovertemplate=f"eps50 %{{x:.4g}}<extra>{_short(name)}</extra>",
         ))
     nname = {"linf": "l∞", "l2": "l2"}.get(norm, norm)

@@ -18,7 +18,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Union
 
 import numpy as np
 import torch

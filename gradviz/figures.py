@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,16 +35,22 @@ __all__ = [
     "DIVERGING_COLORSCALE",
     "EXPORT_FORMATS",
     "MIME_TYPES",
+    "PALETTE",
     "StaticExportUnavailable",
     "export_figure",
     "figure_to_bytes",
     "find_browser",
     "gradient_grid_figure",
     "grid_to_npz",
+    "model_colours",
+    "resolve_colours",
     "short_model_name",
     "static_export_available",
 ]
 
+#: Model colours, in the order of the compared models (plotly's first eight, red second).
+PALETTE: tuple[str, ...] = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+                            "#e377c2", "#17becf")
 #: The diverging colour scale of signed maps: blue negative, white 0, red positive.
 DIVERGING_COLORSCALE = "RdBu_r"
 
@@ -72,6 +78,18 @@ def short_model_name(name: str) -> str:
     if name.endswith(".pt"):
         return Path(name).stem
     return name.rsplit("/", 1)[-1]
+
+
+def model_colours(names: Sequence[str]) -> dict[str, str]:
+    """name -> colour of :data:`PALETTE`, by position (cycling after 8 models)."""
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+
+
+def resolve_colours(colours: Mapping[str, str] | None, names: Sequence[str]) -> dict[str, str]:
+    """name -> colour for each of ``names``: ``colours[name]`` where given, else its
+    :func:`model_colours` colour (by position among ``names``)."""
+    default = model_colours(list(names))
+    return {n: (colours or {}).get(n, default[n]) for n in names}
 
 
 def class_name(classes: Sequence[str] | None, k: int) -> str:

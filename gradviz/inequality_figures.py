@@ -33,6 +33,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from gradviz.figures import PALETTE, model_colours, resolve_colours
 from gradviz.figures import as_array as _np, class_name as _cls, short_model_name as _short
 from gradviz.inequality import gini, lorenz_curve, regional_gini
 
@@ -52,9 +53,6 @@ __all__ = [
     "perturbed_examples_figure",
 ]
 
-#: Model colours, in the order of the compared models (the Attack page's palette).
-PALETTE: tuple[str, ...] = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-                            "#e377c2", "#17becf")
 #: Sequential colour scale of |attribution| maps (black 0, bright large): plotly's Inferno
 #: with its first stop "#000004" made "#000000" -- Streamlit's frontend treats the colours
 #: "#000001".."#00000f" as placeholders of its own theme and replaces them, even with
@@ -66,17 +64,6 @@ _WRONG = "#b2182b"
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
 
-
-
-def model_colours(names: Sequence[str]) -> dict[str, str]:
-    """name -> colour of :data:`PALETTE`, by position (cycling after 8 models)."""
-    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
-
-
-def _colour(colours: Optional[Mapping[str, str]], names: Sequence[str], name: str) -> str:
-    if colours and name in colours:
-        return colours[name]
-    return model_colours(list(names))[name]
 
 
 def _chw(a, what: str) -> np.ndarray:
@@ -196,7 +183,7 @@ def image_inequality_figure(
         raise ValueError(f"panel_size must be >= 60 pixels; got {panel_size}")
     img = _chw(x, "x")
     names = list(attributions)
-    colours = {n: _colour(colours, names, n) for n in names}
+    colours = resolve_colours(colours, names)
     maps, ginis, regional = {}, {}, {}
     fractions, shares = None, {}
     for n in names:
@@ -304,7 +291,7 @@ def lorenz_figure(
     if not shares:
         raise ValueError("shares must hold at least one model's curve")
     names = list(shares)
-    cols = {n: _colour(colours, names, n) for n in names}
+    cols = resolve_colours(colours, names)
     curves = {}
     for n in names:
         s = _np(shares[n]).reshape(-1)
@@ -360,7 +347,7 @@ def gini_histogram_figure(
     if bins < 1:
         raise ValueError(f"bins must be >= 1; got {bins}")
     names = list(global_gini)
-    cols = {n: _colour(colours, names, n) for n in names}
+    cols = resolve_colours(colours, names)
     panels = [("global", global_gini)] + ([("regional", regional)] if regional else [])
     fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08)
     for c, (kind, values) in enumerate(panels, start=1):
@@ -441,7 +428,7 @@ def noise_error_figure(
     if not inductive:
         raise ValueError("inductive must hold at least one model's error rates")
     names = list(inductive)
-    cols = {n: _colour(colours, names, n) for n in names}
+    cols = resolve_colours(colours, names)
     counts = list(k_counts) if k_counts is not None else [None] * kp.size
     custom = np.array([c if c is not None else -1 for c in counts])
     fig = go.Figure()
@@ -507,7 +494,7 @@ def occlusion_error_figure(
     if not errors:
         raise ValueError("errors must hold at least one model's curve")
     names = list(errors)
-    cols = {n: _colour(colours, names, n) for n in names}
+    cols = resolve_colours(colours, names)
     fig = go.Figure()
     for n in names:
         e = _np(errors[n]).reshape(-1)
@@ -580,7 +567,7 @@ def perturbed_examples_figure(
     for n in names:
         if list(images[n]) != variants:
             raise ValueError(f"model {n!r} has variants {list(images[n])}; expected {variants}")
-    cols = {n: _colour(colours, names, n) for n in names}
+    cols = resolve_colours(colours, names)
     img = _chw(x, "x")
     rows, ncol = len(names), 1 + len(variants)
     gap_x, gap_y, left = 16, 56, 80

@@ -12,7 +12,7 @@ from gradviz.alignment_figures import (
     alpha_histogram_figure, alpha_scatter_figure, residual_figure, residual_figure_to_npz,
 )
 from gradviz.generative import DEFAULT_STEPS, FAST_STEPS
-from gradviz.inequality_figures import model_colours
+from gradviz.figures import model_colours, short_model_name
 from gradviz.ui.alignment_cache import cached_generator, dataset_alignment, find_generator, image_alignment
 from gradviz.ui.widgets import parse_indices
 
@@ -105,7 +105,7 @@ with st.container(border=True):
                                "toward the same class, so the columns compare.")
     if mode == "closest":
         chooser = c_target.selectbox("Closest class (Eq. 5) under", names, key="align_chooser",
-                                     format_func=lambda n: n.rsplit("/", 1)[-1])
+                                     format_func=short_model_name)
         target_key = f"closest:{chooser}"
     else:
         fixed = int(c_target.selectbox("Class", range(len(classes)), key="align_class",
@@ -154,7 +154,7 @@ except (ValueError, RuntimeError) as err:
     st.error(f"The residuals could not be computed: {err}", icon=":material/error:")
     st.stop()
 rows = [f"test #{i}" for i in ia.indices]
-what = (f"the closest class of {chooser.rsplit('/', 1)[-1]}" if mode == "closest" else f"class {classes[fixed]}")
+what = (f"the closest class of {short_model_name(chooser)}" if mode == "closest" else f"class {classes[fixed]}")
 fig = residual_figure(ia.x, ia.dx_hat, ia.gradients, targets=ia.targets, labels=ia.labels, dx_true=ia.dx_true,
                       alphas=ia.alpha_dx, cos_true=ia.cos_true, class_names=classes, row_names=rows,
                       title=f"GAN residual toward {what} and each model's gradient toward it")
@@ -170,7 +170,7 @@ st.caption(
     "Signed maps (dx̂" + (", the true dx" if has_true else "") + " and the gradients) are summed over channels "
     "and each divided by its own largest |value| (a display step): compare directions, not sizes. "
     "α_dx is the cosine of the gradient with dx̂ over all pixels. Each model's own closest class: "
-    + "; ".join(f"{n.rsplit('/', 1)[-1]} " + ", ".join(str(classes[int(c)]) for c in ia.closest[n]) for n in names)
+    + "; ".join(f"{short_model_name(n)} " + ", ".join(str(classes[int(c)]) for c in ia.closest[n]) for n in names)
     + ".")
 
 # ------------------------------------------------------------------ over the test split

@@ -11,6 +11,7 @@ import torch
 
 from gradviz import ui
 from gradviz.attribution import METHODS
+from gradviz.figures import short_model_name
 from gradviz.inequality import block_sums
 from gradviz.inequality_figures import (
     examples_to_npz, gini_histogram_figure, gini_to_csv, image_inequality_figure, image_to_npz, lorenz_figure,
@@ -170,11 +171,11 @@ elif st.session_state.get("ineq_request") == request:
         st.error(f"The computation failed: {err}", icon=":material/error:")
         st.stop()
     st.markdown(f"**{res.n_common} of {res.n_images}** test images are classified correctly by every model "
-                f"({', '.join(n.rsplit('/', 1)[-1] for n in names)}); the error rates are over these. "
+                f"({', '.join(map(short_model_name, names))}); the error rates are over these. "
                 f"The Gini histograms are over all {res.n_images}.")
     pct = [100 * k / res.n_features for k in res.k_counts]
     st.dataframe(pd.DataFrame([{
-        "model": n.rsplit("/", 1)[-1], "mean Gini": round(float(res.gini[n].mean()), 3),
+        "model": short_model_name(n), "mean Gini": round(float(res.gini[n].mean()), 3),
         **({f"mean regional Gini (b {res.block})": round(float(res.regional[n].mean()), 3)} if res.regional else {}),
         **{f"k {p:.2g} %": f"{100 * res.inductive[n][j]:.1f} / {100 * res.random[n][j]:.1f}" for j, p in enumerate(pct)},
         f"occlusion r ≤ {res.radii[-1]}": f"{100 * res.occlusion[n][-1]:.1f}",

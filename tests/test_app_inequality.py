@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from gradviz.ui.inequality_cache import MAX_K, parse_k_list
-from tests.helpers import app_chart as chart, app_charts as charts
+from tests.helpers import app_chart as chart
 
 TIMEOUT = 300
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

@@ -25,6 +25,7 @@ import torch
 from gradviz import alignment as al
 from gradviz import generative
 from gradviz.alignment_figures import alignment_table, alignment_to_csv, alignment_to_npz
+from gradviz.figures import short_model_name
 from gradviz.ui.cache import cached_dataset, cached_model
 from gradviz.utils import resolve_device
 
@@ -94,11 +95,11 @@ def _closest(model_name: str, device: str, version: float, dataset: str, indices
     if idx.size == 0:
         return idx
     out = np.empty(idx.size, dtype=np.int64)
+    n_split = len(cached_dataset(dataset, "test"))
     for s in range(0, int(idx.max()) + 1, _CLOSEST_CHUNK):
         mask = (idx >= s) & (idx < s + _CLOSEST_CHUNK)
         if mask.any():
-            ds_len = len(cached_dataset(dataset, "test"))
-            chunk = _closest_chunk(model_name, device, version, dataset, s, min(s + _CLOSEST_CHUNK, ds_len))
+            chunk = _closest_chunk(model_name, device, version, dataset, s, min(s + _CLOSEST_CHUNK, n_split))
             out[mask] = chunk[idx[mask] - s]
     return out
 
@@ -289,7 +290,7 @@ def dataset_alignment(
         # 1. closest classes (a few percent of the work)
         targets = {}
         for j, (n, v) in enumerate(zip(names, versions)):
-            bar.progress(0.02 * j / len(names), text=f"{n.rsplit('/', 1)[-1]}: closest classes (Eq. 5)")
+            bar.progress(0.02 * j / len(names), text=f"{short_model_name(n)}: closest classes (Eq. 5)")
             targets[n] = _closest(n, device, v, dataset, idx)
         # 2. residuals toward every pair needed, once each (the bulk of the work)
         k = len(ds.classes)
@@ -311,7 +312,7 @@ def dataset_alignment(
         # 3. the alphas per model (cached)
         results = {}
         for j, (n, v) in enumerate(zip(names, versions)):
-            bar.progress(0.92 + 0.08 * j / len(names), text=f"{n.rsplit('/', 1)[-1]}: α_dx and α_x")
+            bar.progress(0.92 + 0.08 * j / len(names), text=f"{short_model_name(n)}: α_dx and α_x")
             results[n] = _model_alignment(n, device, v, dataset, n_images, gen_path, gen_version, steps)
         cos_true = None
         true = _true_residual(ds)

@@ -23,6 +23,7 @@ import torch
 
 from gradviz import inequality as iq
 from gradviz.attribution import attribute
+from gradviz.figures import short_model_name
 from gradviz.ui.cache import cached_dataset, cached_model
 from gradviz.utils import resolve_device
 
@@ -283,7 +284,7 @@ def dataset_inequality(
     try:
         results = {}
         for name, version in zip(names, versions):
-            short = name.rsplit("/", 1)[-1]
+            short = short_model_name(name)
             for a, b in chunks:
                 bar.progress(done / steps, text=f"{short}: attributions of test images {a}–{b - 1} of {n_images}")
                 _attribution_chunk(name, device, version, dataset, a, b, method, int(n_steps))
