@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from gradviz import data, generative, zoo  # noqa: E402
 from gradviz.alignment import alpha_x, closest_class, cosine, margin_gradient  # noqa: E402
+from gradviz.utils import tqdm_progress  # noqa: E402
 
 DEFAULT_MODELS = ("mnist-5k/standard", "mnist-5k/pgd-linf", "mnist-5k/lalpha")
 
@@ -63,21 +64,6 @@ def _fmt(s: dict) -> str:
     return f"{s['mean']:.3f} ± {s['sem']:.3f}"
 
 
-def _progress(label: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # plain lines
-        return (lambda f, m: None), (lambda: None)
-    bar = tqdm(total=1000, desc=label, unit="‰", leave=False)
-
-    def update(f, m):
-        bar.n = int(1000 * f)
-        bar.set_postfix_str(m[-60:], refresh=False)
-        bar.refresh()
-
-    return update, bar.close
-
-
 def _residuals(G, dataset: str, x: torch.Tensor, targets: dict, extra: torch.Tensor | None, k: int, steps,
                device: str, label: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The residuals of every (image, class) pair the models need (and ``extra`` targets),
@@ -85,7 +71,7 @@ def _residuals(G, dataset: str, x: torch.Tensor, targets: dict, extra: torch.Ten
     idx = torch.arange(len(x))
     keys = torch.cat([idx * k + t for t in targets.values()] + ([idx * k + extra] if extra is not None else []))
     keys = torch.unique(keys)
-    progress, close = _progress(label)
+    progress, close = tqdm_progress(label, leave=False)
     try:
         dx = generative.residuals_for(G, dataset, "test", keys // k, keys % k, steps=steps, device=device,
                                       progress=progress)

@@ -23,19 +23,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from gradviz.utils import Progress
-
-
-def _tqdm_progress(desc: str) -> tuple[Progress, callable]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=1000, desc=desc, unit="‰", leave=True)
-
-    def progress(fraction: float, message: str) -> None:
-        bar.n = int(fraction * 1000)
-        bar.set_postfix_str(message, refresh=True)
-
-    return progress, bar.close
+from gradviz.utils import tqdm_progress
 
 
 def _default_name(config) -> str:
@@ -62,7 +50,7 @@ def cmd_train(args) -> int:
     name = f"{config.dataset}/{args.name or _default_name(config)}"
     out = Path(args.out) if args.out else zoo.user_model_dir()
     path = out / f"{name}.pt"
-    progress, close = _tqdm_progress(f"train {name}")
+    progress, close = tqdm_progress(f"train {name}")
     try:
         model, log = train(config, device=args.device, progress=progress)
     except ValueError as err:  # e.g. a missing IGD teacher or L_alpha generator
@@ -74,7 +62,7 @@ def cmd_train(args) -> int:
         print("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
     metrics = {}
     if not args.no_eval:
-        progress, close = _tqdm_progress(f"evaluate {name}")
+        progress, close = tqdm_progress(f"evaluate {name}")
         metrics = evaluate(model, config.dataset, limit=args.eval_limit, progress=progress)
         close()
         print(f"clean accuracy {metrics['clean_accuracy']:.4f}, robust accuracy {metrics['robust_accuracy']:.4f} "
@@ -99,7 +87,7 @@ def cmd_train_gan(args) -> int:
     except (KeyError, zoo.CheckpointError) as err:
         classifier = None
         print(f"no classifier to measure the generator with: {err}")
-    progress, close = _tqdm_progress(f"train-gan {args.dataset}")
+    progress, close = tqdm_progress(f"train-gan {args.dataset}")
     start = time.perf_counter()
     options = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_d=args.lr_d, seed=args.seed,
                    z_dim=args.z_dim, width=args.width, ema=args.ema, mode_seeking=args.mode_seeking,
@@ -147,13 +135,13 @@ def cmd_eval(args) -> int:
 
     model = zoo.load_model(args.model, device=args.device)
     card = zoo.get_card(args.model)
-    progress, close = _tqdm_progress(f"evaluate {card.name}")
+    progress, close = tqdm_progress(f"evaluate {card.name}")
     metrics = evaluate(model, card.dataset, limit=args.limit, progress=progress)
     close()
     if args.also:
         other = []
         for norm, eps in args.also:
-            progress, close = _tqdm_progress(f"PGD-40 {norm} eps {eps:g} {card.name}")
+            progress, close = tqdm_progress(f"PGD-40 {norm} eps {eps:g} {card.name}")
             attack = dict(norm=norm, eps=eps, steps=40, step_size=2.5 * eps / 40, random_start=True)
             result = evaluate(model, card.dataset, attack=attack, limit=args.limit, progress=progress)
             close()
@@ -162,7 +150,7 @@ def cmd_eval(args) -> int:
     if args.curve:
         from gradviz.training import robustness_curve
 
-        progress, close = _tqdm_progress(f"accuracy vs eps {card.name}")
+        progress, close = tqdm_progress(f"accuracy vs eps {card.name}")
         metrics["curve"] = robustness_curve(model, card.dataset, limit=args.curve_limit or args.limit,
                                             progress=progress)
         close()

@@ -170,6 +170,16 @@ def _dataset_of(generator: nn.Module) -> Optional[str]:
     return getattr(generator, "gradviz_info", {}).get("dataset")
 
 
+def _projection_settings(generator: nn.Module, lr: Optional[float], lambda_z: Optional[float],
+                         dataset: Optional[str] = None) -> tuple[float, float]:
+    """``(lr, lambda_z)`` of a projection: the given values, else the defaults
+    (:func:`default_projection_lr`, :func:`default_lambda_z`) of the generator's dataset, or
+    of ``dataset`` for a generator that does not say."""
+    of = _dataset_of(generator) or dataset
+    return (default_projection_lr(of) if lr is None else float(lr),
+            default_lambda_z(of) if lambda_z is None else float(lambda_z))
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -615,9 +625,7 @@ def project(
     """
     generator, t, single = _prepare(generator, x, target, y)
     s1, s2 = _parse_steps(steps)
-    dataset = _dataset_of(generator)
-    lr = default_projection_lr(dataset) if lr is None else float(lr)
-    lambda_z = default_lambda_z(dataset) if lambda_z is None else float(lambda_z)
+    lr, lambda_z = _projection_settings(generator, lr, lambda_z)
     n, tt = t.shape
     pairs_x = torch.arange(n, device=x.device).repeat_interleave(tt)
     pairs_c = t.reshape(-1)
@@ -849,9 +857,7 @@ def residual_store_path(generator: nn.Module, dataset: str, split: str = "test",
     ``<folder>/<dataset>-<split>-<fingerprint>-<s1>+<s2>-lz<lambda_z>-lr<lr>.pairs.pt``
     (folder default :func:`residual_cache_dir`; lr and lambda_z default as in :func:`project`)."""
     s1, s2 = _parse_steps(steps)
-    gen_dataset = _dataset_of(generator) or dataset
-    lr = default_projection_lr(gen_dataset) if lr is None else float(lr)
-    lambda_z = default_lambda_z(gen_dataset) if lambda_z is None else float(lambda_z)
+    lr, lambda_z = _projection_settings(generator, lr, lambda_z, dataset)
     folder = Path(folder) if folder is not None else residual_cache_dir()
     fp = _fingerprint(generator)
     return folder / f"{dataset}-{split}-{fp}-{s1}+{s2}-lz{lambda_z:g}-lr{lr:g}.pairs.pt"
@@ -877,14 +883,14 @@ def _read_pairs(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch
 
 
 def _lookup(keys: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row in ``keys`` of each of ``wanted`` and whether it is there (both (B,))."""
+    """Row in ``keys`` of each of ``wanted`` (the last one, for a key that occurs more than
+    once) and whether it is there (both (B,))."""
     if len(keys) == 0:
         return torch.zeros_like(wanted), torch.zeros_like(wanted, dtype=torch.bool)
-    order = torch.argsort(keys)
+    order = torch.argsort(keys, stable=True)
     sk = keys[order]
-    pos = torch.searchsorted(sk, wanted).clamp_max(len(sk) - 1)
-    found = sk[pos] == wanted
-    return order[pos], found
+    pos = (torch.searchsorted(sk, wanted, right=True) - 1).clamp_min(0)
+    return order[pos], sk[pos] == wanted
 
 
 class _FileLock:
@@ -1006,9 +1012,7 @@ def residuals_for(
         raise ValueError(f"target equals the label for {int(same.sum())} image(s) (first: {split} #{int(idx[i])}, "
                          f"class {ds.classes[int(labels[i])]!r}); a residual moves an image into another class")
     s1, s2 = _parse_steps(steps)
-    gen_dataset = _dataset_of(generator) or dataset
-    lr = default_projection_lr(gen_dataset) if lr is None else float(lr)
-    lambda_z = default_lambda_z(gen_dataset) if lambda_z is None else float(lambda_z)
+    lr, lambda_z = _projection_settings(generator, lr, lambda_z, dataset)
     path = residual_store_path(generator, dataset, split, steps=(s1, s2), lr=lr, lambda_z=lambda_z, folder=folder)
     wanted = idx * k + tgt
     keys, x_hat, mse = _read_pairs(path, shape)
@@ -1044,16 +1048,8 @@ def residuals_for(
         # the pairs just computed win over any stored copy (recompute)
         keys = torch.cat([keys, missing])
         x_hat = torch.cat([x_hat, new_hat])
-        rows, found = _lookup_last(keys, wanted)
+        rows, found = _lookup(keys, wanted)
     return x_hat[rows] - x_all[idx].float()
-
-
-def _lookup_last(keys: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like :func:`_lookup`, the last row of a key that occurs more than once."""
-    order = torch.argsort(keys, stable=True)
-    sk = keys[order]
-    pos = (torch.searchsorted(sk, wanted, right=True) - 1).clamp_min(0)
-    return order[pos], sk[pos] == wanted
 
 
 __all__: Sequence[str] = (

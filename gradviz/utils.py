@@ -58,3 +58,18 @@ def report(progress: Optional[Progress], fraction: float, message: str) -> None:
     """Call ``progress`` if given, with the fraction clipped to [0, 1]."""
     if progress is not None:
         progress(min(max(float(fraction), 0.0), 1.0), message)
+
+
+def tqdm_progress(desc: str, *, leave: bool = True) -> tuple[Progress, Callable[[], None]]:
+    """A :data:`Progress` callback drawn as a tqdm bar in per mille (the command line's and
+    the benchmarks'), and the function that closes the bar. ``leave``: keep the finished bar
+    on the terminal."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, unit="‰", leave=leave)
+
+    def progress(fraction: float, message: str) -> None:
+        bar.n = int(min(max(float(fraction), 0.0), 1.0) * 1000)
+        bar.set_postfix_str(message[-60:], refresh=True)
+
+    return progress, bar.close

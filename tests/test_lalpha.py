@@ -18,10 +18,10 @@ from tests.helpers import linear_classifier
 
 from gradviz import zoo
 from gradviz.__main__ import main
-from gradviz.alignment import closest_class
+from gradviz.alignment import closest_class, loss_gradient
 from gradviz.generative import Generator, save_generator
 from gradviz.training import (
-    LAlphaObjective, LAlphaResiduals, TrainConfig, cli_command, loss_gradient_direction, loss_input_gradient,
+    LAlphaObjective, LAlphaResiduals, TrainConfig, cli_command, loss_gradient_direction,
 )
 
 C, H, W, K = 1, 4, 4, 3
@@ -55,10 +55,10 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_loss_input_gradient_of_a_linear_model():
+def test_loss_gradient_of_a_linear_model():
     model = _linear()
     x, y = torch.rand(5, C, H, W), torch.tensor([0, 1, 2, 0, 1])
-    _, grad = loss_input_gradient(model, x, y)
+    grad = loss_gradient(model, x, y)
     p = F.softmax(model(x), 1).detach()
     expected = (p - F.one_hot(y, K)) @ model[1].weight.detach()
     torch.testing.assert_close(grad.flatten(1), expected)
@@ -68,14 +68,14 @@ def test_loss_gradient_direction_has_the_loss_gradients_cosine_without_vanishing
     model = _linear(3)
     x, y = torch.rand(5, C, H, W), torch.tensor([0, 1, 2, 0, 1])
     p_y = F.softmax(model(x), 1).gather(1, y[:, None])
-    _, grad = loss_input_gradient(model, x, y)
+    grad = loss_gradient(model, x, y)
     _, direction = loss_gradient_direction(model, x, y)
     torch.testing.assert_close(direction, grad / (1 - p_y).view(-1, 1, 1, 1), rtol=1e-4, atol=1e-6)
     # a confident image: the loss gradient underflows to 0 in float32, the direction does not
     with torch.no_grad():
         model[1].bias.copy_(torch.tensor([200.0, 0.0, 0.0]))
     x0, y0 = x[:1], torch.tensor([0])
-    assert loss_input_gradient(model, x0, y0)[1].abs().max() == 0
+    assert loss_gradient(model, x0, y0).abs().max() == 0
     _, d0 = loss_gradient_direction(model, x0, y0)
     w = model[1].weight.detach()
     q = F.softmax(model(x0)[0, 1:], 0).detach()

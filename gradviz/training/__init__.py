@@ -38,7 +38,6 @@ from gradviz.training.objectives import (
     agr_combine,
     class_log_prob_gradients,
     loss_gradient_direction,
-    loss_input_gradient,
     trades_attack,
     trades_loss,
 )
@@ -69,7 +68,6 @@ __all__ = [
     "default_eps_grid",
     "evaluate",
     "loss_gradient_direction",
-    "loss_input_gradient",
     "model_card",
     "monitor_attack",
     "monitor_settings",

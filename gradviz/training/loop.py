@@ -207,16 +207,8 @@ class TrainConfig:
             inner = dataclasses.replace(self, method=base).objective(device, train_set)
             return AGRObjective(inner, start_epoch=self.agr_start(), clip=0.1 if self.agr_clip is None else self.agr_clip)
         if self.method == "igd":
-            from gradviz import zoo
-
-            name = self.teacher or f"{self.dataset}/standard"
-            try:
-                teacher = zoo.load_model(name, device=device)
-            except KeyError as err:
-                raise ValueError(f"IGD needs a teacher model: {err.args[0]}") from err
-            if teacher.gradviz_info["dataset"] != self.dataset:
-                raise ValueError(f"the IGD teacher {name!r} was made for {teacher.gradviz_info['dataset']!r}, "
-                                 f"not {self.dataset!r}")
+            teacher = self._model_of_dataset(self.teacher, device, role="the IGD teacher",
+                                             need="IGD needs a teacher model")
             return IGDObjective(self.eps, self.norm, self.steps, self.step_size, self.warmup_epochs,
                                 teacher=teacher, igd_lambda=self.igd_lambda)
         if self.method == "lalpha":
@@ -224,21 +216,31 @@ class TrainConfig:
                                    LALPHA_LAMBDA if self.lalpha_lambda is None else self.lalpha_lambda)
         raise ValueError(f"unknown training method {self.method!r}; choose one of {METHODS}")
 
-    def _lalpha_residuals(self, device, train_set: ImageDataset, progress) -> LAlphaResiduals:
+    def _model_of_dataset(self, name: Optional[str], device, *, role: str, need: str) -> nn.Module:
+        """The zoo model ``name`` (None: ``<dataset>/standard``) that a method uses besides the
+        one it trains (IGD's teacher, L_alpha's reference), checked to be of this dataset.
+        Raises ValueError: "<need>: <why>" when it is missing, "<role> ... was made for ..."
+        when it belongs to another dataset."""
         from gradviz import zoo
+
+        name = name or f"{self.dataset}/standard"
+        try:
+            model = zoo.load_model(name, device=device)
+        except KeyError as err:
+            raise ValueError(f"{need}: {err.args[0]}") from err
+        if model.gradviz_info["dataset"] != self.dataset:
+            raise ValueError(f"{role} {name!r} was made for {model.gradviz_info['dataset']!r}, not {self.dataset!r}")
+        return model
+
+    def _lalpha_residuals(self, device, train_set: ImageDataset, progress) -> LAlphaResiduals:
         from gradviz.generative import NoGeneratorError, load_generator
 
-        name = self.lalpha_reference or f"{self.dataset}/standard"
         try:
             generator = load_generator(self.dataset, device=device)
-            reference = zoo.load_model(name, device=device)
         except NoGeneratorError as err:
             raise ValueError(f"lalpha needs the dataset's generator for its residuals: {err}") from err
-        except KeyError as err:
-            raise ValueError(f"lalpha needs a reference model for the closest classes: {err.args[0]}") from err
-        if reference.gradviz_info["dataset"] != self.dataset:
-            raise ValueError(f"the lalpha reference {name!r} was made for {reference.gradviz_info['dataset']!r}, "
-                             f"not {self.dataset!r}")
+        reference = self._model_of_dataset(self.lalpha_reference, device, role="the lalpha reference",
+                                           need="lalpha needs a reference model for the closest classes")
 
         def on_projection(fraction: float, message: str) -> None:
             report(progress, 0.0, f"L_alpha residuals of the training images {100 * fraction:.0f} %")

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradviz.attacks import default_step_size, pgd
+from gradviz.generative import FAST_STEPS
 
 
 def _check_weight(label: str, value, note: str = "") -> None:
@@ -451,10 +452,9 @@ class PAGObjective:
 
 #: Default weight lambda of the alignment term of L_alpha (methods.md section 1: 0.1 to 0.3).
 LALPHA_LAMBDA = 0.3
-#: Projection steps (free, penalised) of L_alpha's training residuals: half the paper's
-#: (600, 150); on mnist-5k test images the residuals kept a mean cosine of 0.995 with the
-#: paper's procedure (bench/bench_residual.py --fast 300+75).
-LALPHA_PROJECTION_STEPS = (300, 75)
+#: Projection steps (free, penalised) of L_alpha's training residuals: those of the
+#: Alignment page, :data:`gradviz.generative.FAST_STEPS` (half the paper's; measured there).
+LALPHA_PROJECTION_STEPS = FAST_STEPS
 
 
 class LAlphaResiduals:
@@ -494,6 +494,7 @@ class LAlphaResiduals:
         on-disk store of :func:`gradviz.generative.residuals_for`, so a second run with the
         same generator and reference model projects nothing. Without it they are computed
         with :func:`gradviz.generative.residual` and kept in memory only.
+        ``batch_size``: images per closest-class call and pairs per projection batch.
         ``progress(fraction, message)`` while projecting. Raises ValueError for bad images or
         labels (see those functions)."""
         import time
@@ -502,7 +503,8 @@ class LAlphaResiduals:
         from gradviz.generative import residual, residuals_for
 
         start = time.perf_counter()
-        chunks = [closest_class(reference, x[i:i + 1024], y[i:i + 1024]) for i in range(0, len(x), 1024)]
+        chunks = [closest_class(reference, x[i:i + batch_size], y[i:i + batch_size])
+                  for i in range(0, len(x), batch_size)]
         target = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long, device=x.device)
         if dataset is not None:
             dx = residuals_for(generator, dataset, split, torch.arange(len(x)), target.cpu(), steps=steps,
@@ -521,19 +523,6 @@ class LAlphaResiduals:
     def __call__(self, index: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) residuals of the training images at positions ``index`` (B,)."""
         return self.dx[index.to(self.dx.device)]
-
-
-def loss_input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                        create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """grad_x CE(f(x_i), y_i) of every image (one backward pass of the summed per-image
-    losses: each image's loss depends on its own input only). Returns ``(logits, grad)``,
-    (N, K) and (N, C, H, W); with ``create_graph`` both stay on the graph (double
-    backpropagation), otherwise they are detached."""
-    with torch.enable_grad():
-        xr = x.detach().requires_grad_(True)
-        logits = model(xr)
-        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xr, create_graph=create_graph)
-    return (logits, grad) if create_graph else (logits.detach(), grad.detach())
 
 
 def loss_gradient_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,

@@ -134,6 +134,12 @@ def card_editor(card: zoo.ModelCard) -> None:
 # ----------------------------------------------------------------------------- training
 
 
+def _standard_models(dataset: str) -> list:
+    """The dataset's standard models (IGD's teacher, L_alpha's reference), or [None]: the
+    training then says that the default <dataset>/standard is missing."""
+    return [m.name for m in zoo.list_models(dataset) if m.method == "standard"] or [None]
+
+
 def train_panel(device: str) -> None:
     """The training form; starts a background job (:mod:`gradviz.training.jobs`)."""
     busy = jobs.active_job()
@@ -176,14 +182,12 @@ def train_panel(device: str) -> None:
             a, b = st.columns(2)
             options["lalpha_lambda"] = a.number_input("lambda", 0.0, 10.0, float(LALPHA_LAMBDA), key="models_train_la_l",
                                                       help="Weight of the alignment term (paper: 0.1 to 0.3).")
-            references = [m.name for m in zoo.list_models(dataset) if m.method == "standard"]
             options["lalpha_reference"] = b.selectbox(
-                "Closest classes of", references or [None], key="models_train_la_ref",
+                "Closest classes of", _standard_models(dataset), key="models_train_la_ref",
                 help="The residuals are computed once, before training, toward each image's closest class under "
                      "this model; needs the dataset's generator. Trains without random shifts.")
         if method == "igd":
-            teachers = [m.name for m in zoo.list_models(dataset) if m.method == "standard"]
-            options["teacher"] = st.selectbox("Teacher (a standard model)", teachers or [None],
+            options["teacher"] = st.selectbox("Teacher (a standard model)", _standard_models(dataset),
                                               key="models_train_teacher")
         a, b, c, d = st.columns(4)
         augment = a.checkbox("Random shifts", value=True, key="models_train_augment")
