@@ -40,6 +40,7 @@ def _default_name(config) -> str:
 def cmd_train(args) -> int:
     from gradviz import zoo
     from gradviz.training import TrainConfig, evaluate, model_card, train
+    from gradviz.training.snapshots import snapshot_path
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     try:
@@ -50,9 +51,10 @@ def cmd_train(args) -> int:
     name = f"{config.dataset}/{args.name or _default_name(config)}"
     out = Path(args.out) if args.out else zoo.user_model_dir()
     path = out / f"{name}.pt"
+    snapshots = snapshot_path(path)
     progress, close = tqdm_progress(f"train {name}")
     try:
-        model, log = train(config, device=args.device, progress=progress)
+        model, log = train(config, device=args.device, progress=progress, snapshot_path=snapshots)
     except ValueError as err:  # e.g. a missing IGD teacher or L_alpha generator
         close()
         print(f"error: {err}", file=sys.stderr)
@@ -68,7 +70,8 @@ def cmd_train(args) -> int:
         print(f"clean accuracy {metrics['clean_accuracy']:.4f}, robust accuracy {metrics['robust_accuracy']:.4f} "
               f"under {metrics['attack']}")
     card = model_card(config, name=name, log=log, metrics=metrics,
-                      command="python -m gradviz " + " ".join(shlex.quote(a) for a in args.argv))
+                      command="python -m gradviz " + " ".join(shlex.quote(a) for a in args.argv),
+                      snapshot_path=snapshots)
     zoo.save_model(model.cpu(), card, path)
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0
@@ -264,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--monitor", type=int, default=None,
                    help="learning curves: clean (and robust) accuracy after each epoch on the first N test images "
                         "(default 200; 0: none); never used for model selection")
+    t.add_argument("--snapshots", type=int, default=None,
+                   help="keep the input gradients of K held-out test images before training and after each "
+                        "epoch, beside the checkpoint as <name>.snapshots.npz (default 8; 0: none)")
     t.add_argument("--limit", type=int, default=0, help="train on the first N images only (0: all)")
     t.add_argument("--name", default=None, help="model name after '<dataset>/' (default: the method, 'pgd-<norm>' for pgd)")
     t.add_argument("--out", default=None, help="model folder (default: the user model folder; assets/models for shipped ones)")

@@ -15,101 +15,48 @@ against the dataset's input shape and class count. :func:`edit_card` and
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
-import json
 import os
-import pickle
 import re
 import tempfile
-import warnings
-import zipfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
+# checkpoint files and cards live in gradviz.checkpoints (shared with gradviz.generative); the
+# names stay importable from here
+from gradviz.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    ModelCard,
+    TorchScriptModel,
+    gradviz_home,
+    is_torchscript,
+    load_torchscript,
+    read_card,
+    read_checkpoint,
+    save_atomic,
+)
+from gradviz.checkpoints import write_card as _write_card_file
 from gradviz.data import DATASETS, dataset_info
 from gradviz.nets import ARCHITECTURES, build_model
 from gradviz.utils import resolve_device
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
-CHECKPOINT_FORMAT = "gradviz-checkpoint-v1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded safely or does not fit: code inside, truncated,
-    not a checkpoint, or weights of another architecture / input shape / class count."""
 
 
 def user_model_dir() -> Path:
     """Where a user's own models go: ``$GRADVIZ_HOME/models`` or ``~/.cache/gradviz/models``."""
-    home = os.environ.get("GRADVIZ_HOME")
-    return (Path(home) if home else Path.home() / ".cache" / "gradviz") / "models"
-
-
-@dataclass
-class ModelCard:
-    """What made a model and what it measured. Dict-like: ``card["eps"]`` works.
-
-    Attributes:
-        name: ``<dataset>/<method name>``.
-        dataset, arch: the data it was trained on and its architecture (see gradviz.nets).
-        method: training method (``standard``, ``pgd``, ...).
-        eps, norm: training attack radius ([0, 1] pixel units) and norm; 0 / None if none.
-        metrics: measured numbers, e.g. ``clean_accuracy``, ``robust_accuracy`` (fractions in
-            [0, 1]), ``attack`` (the settings used), ``n_images``, ``split``.
-        training: every training option (epochs, seed, batch size, step size, ...).
-        command: the command line that made it.
-        log: per-epoch training log (list of dicts).
-        path: the checkpoint file (not stored in the card).
-    """
-
-    name: str
-    dataset: str
-    arch: str
-    method: str
-    eps: float = 0.0
-    norm: Optional[str] = None
-    metrics: dict = field(default_factory=dict)
-    training: dict = field(default_factory=dict)
-    command: str = ""
-    created: str = ""
-    versions: dict = field(default_factory=dict)
-    log: list = field(default_factory=list)
-    path: Optional[str] = None
-    shipped: bool = False
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-    def keys(self):
-        return [k for k in asdict(self)]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("path")
-        d.pop("shipped")
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict, **extra) -> "ModelCard":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, **extra})
+    return gradviz_home() / "models"
 
 
 def _read_card(json_path: Path, shipped: bool) -> Optional[ModelCard]:
     try:
-        card = ModelCard.from_dict(json.loads(json_path.read_text()), shipped=shipped)
-    except (OSError, ValueError, TypeError):
+        return read_card(json_path, shipped=shipped)
+    except CheckpointError:
         return None
-    card.path = str(json_path.with_suffix(".pt"))
-    return card
 
 
 def list_models(dataset: Optional[str] = None, *, include_user: bool = True) -> list[ModelCard]:
@@ -170,21 +117,9 @@ def save_model(model: nn.Module, card: ModelCard, path: Union[str, Path]) -> Pat
         "num_classes": len(info.classes),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_atomic(payload, path, tmp=path.with_suffix(".pt.tmp"))
     _write_card_file(card, path)
     return path
-
-
-def _write_card_file(card: ModelCard, path: Path) -> None:
-    card.created = card.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    card.versions = {"torch": torch.__version__.split("+")[0], **card.versions}
-    json_path = Path(path).with_suffix(".json")
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-    os.replace(tmp, json_path)
-    card.path = str(Path(path).with_suffix(".pt"))
 
 
 def write_card(card: ModelCard) -> Path:
@@ -198,47 +133,6 @@ def write_card(card: ModelCard) -> Path:
         raise ValueError(f"the card of {card.name!r} has no checkpoint path")
     _write_card_file(card, Path(card.path))
     return Path(card.path).with_suffix(".json")
-
-
-def read_checkpoint(path: Union[str, Path]) -> dict:
-    """Load a checkpoint file with ``torch.load(weights_only=True)``.
-
-    Returns:
-        The gradviz payload dict, or ``{"state_dict": ...}`` for a bare state_dict.
-
-    Raises:
-        CheckpointError: missing, truncated or not a torch file; a pickle that needs code to
-            load (refused, nothing is executed); content that is no state_dict.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint file at {path}")
-    if is_torchscript(path):
-        raise CheckpointError(
-            f"{path.name} is a TorchScript file, not a state_dict: import it with "
-            "gradviz.zoo.import_checkpoint(path, dataset=..., name=...) and load it by its zoo name"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights only load failed" in str(err).lower():
-            raise CheckpointError(
-                f"{path.name} was refused: it holds Python objects beyond weights (a pickle that "
-                "could run code), and gradviz loads checkpoints with weights_only=True only"
-            ) from err
-        raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint: {err}") from err
-    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... on bad bytes
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(
-            f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): {first}"
-        ) from err
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        return obj
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {"state_dict": obj}
-    raise CheckpointError(f"{path.name} holds no state_dict (a dict of tensor names to tensors)")
 
 
 def _build(arch: str, dataset: str) -> nn.Module:
@@ -289,7 +183,7 @@ def load_model(
     elif path.with_suffix(".json").is_file():
         card = _read_card(path.with_suffix(".json"), shipped=False)
     if (arch or (card.arch if card else None)) == TORCHSCRIPT:
-        model = _load_torchscript(path, path.name)
+        model = load_torchscript(path, path.name)
         model.eval().requires_grad_(False)
         model.gradviz_info = {"arch": TORCHSCRIPT, "dataset": dataset or (card.dataset if card else None),
                               "path": str(path), "name": card.name if card else path.stem}
@@ -331,42 +225,6 @@ TORCHSCRIPT = "torchscript"
 #: Largest checkpoint :func:`import_checkpoint` accepts, in bytes.
 MAX_IMPORT_BYTES = 512 * 1024 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-class TorchScriptModel(nn.Module):
-    """An imported TorchScript classifier as an ``nn.Module``: ``forward(x) = module(x)``.
-
-    Its layers are TorchScript code, so hooks on them (captum's guided backprop) do not
-    work; plain gradients, integrated gradients, SmoothGrad and attacks do.
-    """
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
-
-
-def is_torchscript(path: Union[str, Path]) -> bool:
-    """Whether ``path`` is a TorchScript archive (a zip with ``constants.pkl`` and ``code/``)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return False
-    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
-
-
-def _load_torchscript(path: Path, what: str) -> TorchScriptModel:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still supported
-            module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as err:  # RuntimeError and friends on a broken archive
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{what} is not a loadable TorchScript file: {first}") from err
-    return TorchScriptModel(module)
 
 
 def check_model_name(dataset: str, name: str, overwrite: bool = False) -> str:
@@ -540,7 +398,7 @@ def import_checkpoint(
         if arch == TORCHSCRIPT and not script:
             raise CheckpointError(f"{label} is not a TorchScript file (torch.jit.save writes those)")
         if script:
-            model, kind = _load_torchscript(tmp_path, label), TORCHSCRIPT
+            model, kind = load_torchscript(tmp_path, label), TORCHSCRIPT
         else:
             payload = read_checkpoint(tmp_path)
             model, kind = _fit_state_dict(payload["state_dict"], dataset, arch, label)
@@ -610,6 +468,8 @@ def edit_card(name: str, *, new_name: Optional[str] = None, method: Optional[str
         card.name = check_model_name(card.dataset, new_name, overwrite=False)
         new_path = path.parent / f"{new_name}.pt"
         os.replace(path, new_path)
+        if snapshot_path(path).is_file():
+            os.replace(snapshot_path(path), snapshot_path(new_path))
         path.with_suffix(".json").unlink()
         path = new_path
     _write_card_file(card, path)
@@ -617,12 +477,21 @@ def edit_card(name: str, *, new_name: Optional[str] = None, method: Optional[str
 
 
 def delete_model(name: str) -> None:
-    """Delete a user model (checkpoint and card). Shipped models are refused (ValueError);
-    KeyError for an unknown name."""
+    """Delete a user model (checkpoint, card and training snapshots). Shipped models are
+    refused (ValueError); KeyError for an unknown name."""
     card = _user_card(name)
     path = Path(card.path)
     path.with_suffix(".json").unlink(missing_ok=True)
+    snapshot_path(path).unlink(missing_ok=True)
     path.unlink(missing_ok=True)
+
+
+def snapshot_path(checkpoint: Union[str, Path]) -> Path:
+    """The training snapshots beside a checkpoint (:mod:`gradviz.training.snapshots`):
+    ``<dir>/<name>.pt`` -> ``<dir>/<name>.snapshots.npz``."""
+    checkpoint = Path(checkpoint)
+    name = checkpoint.name[:-3] if checkpoint.name.endswith(".pt") else checkpoint.name
+    return checkpoint.with_name(name + ".snapshots.npz")
 
 
 def card_summary(card: ModelCard) -> dict:

@@ -34,6 +34,7 @@ from gradviz.training.loop import (
     model_card,
     train,
 )
+from gradviz.training.snapshots import snapshot_path
 
 __all__ = ["JobSnapshot", "TrainingJob", "active_job", "get_job", "start_job"]
 
@@ -107,6 +108,8 @@ class TrainingJob:
             raise ValueError(f"the user model folder {self.out_dir} lies inside the shipped models' folder "
                              f"{zoo.ASSETS_DIR}: set GRADVIZ_HOME elsewhere")
         self.path = self.out_dir / self.config.dataset / f"{self.name}.pt"
+        #: The run's input-gradient snapshots, rewritten after each epoch (read it for a live view).
+        self.snapshot_path = snapshot_path(self.path)
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -180,21 +183,24 @@ class TrainingJob:
         try:
             self._set(message="loading the data…")
             model, log = train(c, device=self.device, progress=self._train_progress,
-                               on_batch=self._on_batch, on_epoch=self._on_epoch)
+                               on_batch=self._on_batch, on_epoch=self._on_epoch,
+                               snapshot_path=self.snapshot_path)
             metrics = {}
             if self.evaluate:
                 self._set(fraction=TRAIN_SHARE, message="evaluating…")
                 metrics = evaluate(model, c.dataset, limit=self.eval_limit, progress=self._eval_progress)
             self._check()
             command = cli_command(c, name=self.name, evaluate=self.evaluate, eval_limit=self.eval_limit)
-            card = model_card(c, name=self.full_name, log=log, metrics=metrics, command=command)
+            card = model_card(c, name=self.full_name, log=log, metrics=metrics, command=command,
+                              snapshot_path=self.snapshot_path)
             card.training["started_from"] = "the gradviz app (Models page)"
             zoo.check_model_name(c.dataset, self.name, self.overwrite)  # taken meanwhile?
             zoo.save_model(model.cpu(), card, self.path)
             self._set(status="done", fraction=1.0, message=f"done: saved {self.full_name}", card=card,
                       finished=time.time())
         except TrainingCancelled:
-            self._set(status="cancelled", message="cancelled: nothing was saved", finished=time.time())
+            kept = " but the snapshots of the epochs done" if self.snapshot_path.is_file() else ""
+            self._set(status="cancelled", message=f"cancelled: nothing was saved{kept}", finished=time.time())
         except Exception as err:  # reported to the user, not raised in a thread nobody joins
             _log.exception("training job %s (%s) failed", self.id, self.full_name)
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""

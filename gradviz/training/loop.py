@@ -15,7 +15,8 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -38,6 +39,7 @@ from gradviz.training.objectives import (
     StandardObjective,
     TRADESObjective,
 )
+from gradviz.training.snapshots import SNAPSHOT_IMAGES, SnapshotRecorder, load_snapshots
 from gradviz.utils import Progress, report, resolve_device
 
 #: The attack every model card reports robust accuracy under, per dataset
@@ -101,6 +103,9 @@ class TrainConfig:
             robust accuracy under a cheap PGD (:func:`monitor_attack`). Used only to draw the
             curves, never for model selection or early stopping; the training data are
             untouched (0: no monitor).
+        snapshots: K, the held-out test images whose input gradients are kept before
+            training and after each epoch (:mod:`gradviz.training.snapshots`; the same K
+            images, drawn with seed 0, for every run on a dataset, so runs compare; 0: none).
     """
 
     dataset: str = "mnist-5k"
@@ -130,6 +135,7 @@ class TrainConfig:
     lalpha_lambda: Optional[float] = LALPHA_LAMBDA
     lalpha_reference: Optional[str] = None
     monitor: int = 200
+    snapshots: int = SNAPSHOT_IMAGES
     extra: dict = field(default_factory=dict)
 
     def agr_start(self) -> int:
@@ -308,6 +314,7 @@ def train(
     progress: Optional[Progress] = None,
     on_batch: Optional[Callable[[float, dict], None]] = None,
     on_epoch: Optional[Callable[[dict], None]] = None,
+    snapshot_path: Optional[Union[str, Path]] = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train a fresh model as ``config`` says (Adam, one-cycle schedule, seeded).
 
@@ -325,6 +332,10 @@ def train(
         on_batch: ``on_batch(fraction, stats)`` after each batch (``stats["loss"]`` is the
             batch's loss).
         on_epoch: ``on_epoch(entry)`` after each epoch with its log entry.
+        snapshot_path: where the input-gradient snapshots go (with ``config.snapshots`` > 0;
+            :func:`gradviz.training.snapshots.snapshot_path` of the checkpoint), written
+            atomically before the first epoch and after each one, so a cancelled run keeps
+            them. None: none are taken.
         Any callback may raise :class:`TrainingCancelled` to stop the run.
 
     Returns:
@@ -332,7 +343,8 @@ def train(
         epoch, the objective's numbers averaged over the epoch's images (``loss``, and e.g.
         ``accuracy``, ``adv_accuracy``, ``agr_cos``, ``agr_gop_rate``), ``seconds`` (the
         epoch's training time) and, with a monitor, ``monitor_clean_accuracy``,
-        ``monitor_robust_accuracy`` (fractions in [0, 1]) and ``monitor_seconds``.
+        ``monitor_robust_accuracy`` (fractions in [0, 1]) and ``monitor_seconds``; with
+        snapshots, ``snapshot_seconds`` (the time the epoch's snapshot took).
 
     Raises:
         ValueError: unknown method, dataset, architecture, PAG target or AGR base; epochs < 1.
@@ -362,6 +374,10 @@ def train(
     step = getattr(objective, "step", None) or functools.partial(_backward_step, objective)
     log: list[dict] = []
     done = 0
+    recorder = None
+    if config.snapshots and snapshot_path is not None:
+        recorder = SnapshotRecorder.for_dataset(config.dataset, k=config.snapshots, path=snapshot_path)
+        recorder.record(model, 0)
     for epoch in range(config.epochs):
         model.train()
         start, sums, count = time.perf_counter(), {}, 0
@@ -380,6 +396,8 @@ def train(
                  "seconds": round(time.perf_counter() - start, 2)}
         if watch is not None:
             entry.update(_monitor(model, *watch))
+        if recorder is not None:
+            entry["snapshot_seconds"] = recorder.record(model, epoch + 1)
         log.append(entry)
         if on_epoch is not None:
             on_epoch(dict(entry))
@@ -416,15 +434,19 @@ def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optiona
     return out
 
 
-def model_card(config: TrainConfig, *, name: str, log: list, metrics: dict, command: str):
+def model_card(config: TrainConfig, *, name: str, log: list, metrics: dict, command: str,
+               snapshot_path: Optional[Union[str, Path]] = None):
     """The :class:`gradviz.zoo.ModelCard` of a run: what made it (``config``, best passed
     through :meth:`TrainConfig.resolved`; the monitor's settings in
-    ``training["monitor_settings"]``), what it measured (``metrics``, from :func:`evaluate`)
-    and its per-epoch ``log``."""
+    ``training["monitor_settings"]``), what it measured (``metrics``, from :func:`evaluate`),
+    its per-epoch ``log`` and, when ``snapshot_path`` holds the run's snapshots,
+    ``training["snapshots"]`` (:meth:`gradviz.training.snapshots.Snapshots.summary`)."""
     from gradviz import zoo
 
     attacked = config.method in ATTACK_METHODS
     training = {**dataclasses.asdict(config), "monitor_settings": monitor_settings(config)}
+    if snapshot_path is not None and Path(snapshot_path).is_file():
+        training["snapshots"] = load_snapshots(snapshot_path).summary(snapshot_path)
     return zoo.ModelCard(
         name=name, dataset=config.dataset, arch=config.arch, method=config.method,
         eps=float(config.eps) if attacked else 0.0, norm=config.norm if attacked else None,
