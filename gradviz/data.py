@@ -18,10 +18,12 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Optional, Union
 
 import numpy as np
 import torch
+
+from gradviz.squares import SQUARES_CLASSES, SQUARES_SIZE, SQUARES_SPLITS, make_squares
 
 #: Seed of the one stratified mnist-5k split (fixed: changing it changes the test split).
 MNIST5K_SEED = 0
@@ -157,12 +159,37 @@ def load_dataset(
     if name == "mnist-5k":
         x, y = (t.clone() for t in _mnist5k(split))  # a copy: callers may change theirs
     elif name == "squares":
-        from gradviz.squares import load_squares
-
         return load_squares(split)
     else:
         x, y = _torchvision(name, split, Path(root) if root is not None else default_root(), download)
     return ImageDataset(x, y, list(info.classes), name, split)
+
+
+def load_squares(split: str = "test", *, size: int = SQUARES_SIZE, n: Optional[int] = None) -> ImageDataset:
+    """The fixed ``squares`` split (:mod:`gradviz.squares`) as an :class:`ImageDataset`: what
+    ``load_dataset("squares", split)`` returns.
+
+    Args:
+        split: ``"train"`` (2,000 images, seed 1) or ``"test"`` (500 images, seed 2), both
+            balanced.
+        size: image size (default 28; the registered dataset is 28).
+        n: number of images (default: the split's).
+
+    Returns:
+        ImageDataset with x (N, 1, S, S) in [0, 1], y (N,), classes ``["small", "large"]``
+        and ``extras["residual"]`` (exact residual, (N, 1, S, S), [0, 1] scale),
+        ``extras["clean"]`` (noise-free images) and ``extras["clamped_fraction"]`` (float).
+        ``subset`` carries the extras along.
+
+    Raises:
+        ValueError: unknown split.
+    """
+    if split not in SQUARES_SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
+    default_n, seed = SQUARES_SPLITS[split]
+    sq = make_squares(default_n if n is None else n, size=size, seed=seed)
+    extras = {"residual": sq.residual, "clean": sq.clean, "clamped_fraction": sq.clamped_fraction}
+    return ImageDataset(sq.x, sq.y, list(SQUARES_CLASSES), "squares", split, extras)
 
 
 @functools.lru_cache(maxsize=2)

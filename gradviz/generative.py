@@ -16,19 +16,19 @@ G(z, c) and taking ``dx_c = G(z*, c) - x``.
   checkpoint + card with the measured class accuracy of the samples.
 * :func:`load_generator`, :func:`save_generator`, :func:`list_generators`: shipped
   generators live in ``assets/generators/<dataset>.pt`` (+ ``.json`` card), a user's in
-  ``$GRADVIZ_HOME/generators``; checkpoints load with ``torch.load(weights_only=True)``.
+  ``$GRADVIZ_HOME/generators``; checkpoints load with ``torch.load(weights_only=True)``
+  through :mod:`gradviz.checkpoints` (as the zoo's models do).
 * :func:`project`, :func:`residual`: Eqs. 15-16, batched over images and target classes.
 * :class:`ResidualCache`, :func:`residual_cache`: every image's projection onto every class,
   computed once per (generator, dataset, split) and stored, for the Alignment page and for
-  L_alpha training (the authors precompute them the same way).
+  L_alpha training (the authors precompute them the same way); :func:`exact_residual_cache`
+  holds the exact ones of ``squares`` in the same form.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import hashlib
-import json
 import math
 import os
 import time
@@ -40,6 +40,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradviz.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    ModelCard,
+    gradviz_home,
+    load_weights_only,
+    read_card,
+    read_checkpoint,
+    save_atomic,
+    write_card,
+)
+from gradviz.data import ImageDataset, load_dataset
 from gradviz.utils import Progress, check_images, report, resolve_device
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "generators"
@@ -235,8 +247,6 @@ def train_gan(
     Raises:
         ValueError: epochs < 1, an unknown dataset, a size not divisible by 4.
     """
-    from gradviz.data import ImageDataset, load_dataset
-
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     data = dataset if isinstance(dataset, ImageDataset) else load_dataset(dataset, "train")
@@ -373,37 +383,29 @@ def class_accuracy(generator: Generator, classifier: nn.Module, *, n_per_class: 
 
 def user_generator_dir() -> Path:
     """A user's generators: ``$GRADVIZ_HOME/generators`` or ``~/.cache/gradviz/generators``."""
-    home = os.environ.get("GRADVIZ_HOME")
-    return (Path(home) if home else Path.home() / ".cache" / "gradviz") / "generators"
+    return gradviz_home() / "generators"
 
 
-def save_generator(generator: Generator, card, path: Union[str, Path]) -> Path:
+def save_generator(generator: Generator, card: ModelCard, path: Union[str, Path]) -> Path:
     """Write ``generator``'s weights to ``path`` (``.pt``) and ``card`` (a
-    :class:`gradviz.zoo.ModelCard`, arch ``cgan-dcgan``, method ``cgan``) beside it (``.json``).
+    :class:`gradviz.checkpoints.ModelCard`, also ``gradviz.zoo.ModelCard``; arch
+    ``cgan-dcgan``, method ``cgan``) beside it (``.json``), both atomically.
 
     The checkpoint is a dict of plain values and tensors (``torch.load(weights_only=True)``
     reads it): format, kind ``"generator"``, arch, dataset, config (the constructor's
     arguments), state_dict. Returns the checkpoint path.
     """
-    from gradviz import zoo
-
     path = Path(path).with_suffix(".pt")
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "format": zoo.CHECKPOINT_FORMAT,
+        "format": CHECKPOINT_FORMAT,
         "kind": GENERATOR_KIND,
         "arch": GENERATOR_ARCH,
         "dataset": card.dataset,
         "config": dict(generator.config),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()},
     }
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    card.created = card.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    card.versions = {"torch": torch.__version__.split("+")[0], **card.versions}
-    path.with_suffix(".json").write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-    card.path = str(path)
+    save_atomic(payload, path, tmp=path.with_suffix(".pt.tmp"))
+    write_card(card, path)
     return path
 
 
@@ -419,20 +421,18 @@ def list_generators() -> dict[str, Path]:
     return found
 
 
-def generator_card(dataset_or_path: Union[str, Path]):
-    """The :class:`gradviz.zoo.ModelCard` of a generator (by dataset or checkpoint path).
+def generator_card(dataset_or_path: Union[str, Path]) -> ModelCard:
+    """The :class:`gradviz.checkpoints.ModelCard` of a generator (by dataset or checkpoint path).
 
     Raises:
         NoGeneratorError: no such generator, or no card beside it.
     """
-    from gradviz import zoo
-
     path = _generator_path(dataset_or_path)
     try:
-        card = zoo.ModelCard.from_dict(json.loads(path.with_suffix(".json").read_text()))
-    except (OSError, ValueError, TypeError) as err:
+        card = read_card(path.with_suffix(".json"), shipped=path.parent == ASSETS_DIR)
+    except CheckpointError as err:
         raise NoGeneratorError(f"no readable card beside {path}: {err}") from err
-    card.path, card.shipped = str(path), path.parent == ASSETS_DIR
+    card.path = str(path)
     return card
 
 
@@ -463,19 +463,18 @@ def load_generator(dataset_or_path: Union[str, Path], device: Union[str, torch.d
     Raises:
         NoGeneratorError (a KeyError and a ValueError): no generator for that dataset; the
             message lists the available ones.
-        gradviz.zoo.CheckpointError: an unsafe, corrupt, or non-generator checkpoint.
+        gradviz.checkpoints.CheckpointError (also ``gradviz.zoo.CheckpointError``): an
+            unsafe, corrupt, or non-generator checkpoint.
     """
-    from gradviz import zoo
-
     path = _generator_path(dataset_or_path)
-    payload = zoo.read_checkpoint(path)
+    payload = read_checkpoint(path)
     if payload.get("kind") != GENERATOR_KIND or "config" not in payload:
-        raise zoo.CheckpointError(f"{path.name} is not a gradviz generator checkpoint (no kind 'generator')")
+        raise CheckpointError(f"{path.name} is not a gradviz generator checkpoint (no kind 'generator')")
     G = Generator(**payload["config"])
     try:
         G.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as err:
-        raise zoo.CheckpointError(f"{path.name} does not fit the generator architecture: "
+        raise CheckpointError(f"{path.name} does not fit the generator architecture: "
                                   f"{str(err).splitlines()[0]}") from err
     G.eval().requires_grad_(False)
     G.gradviz_info = {"dataset": payload.get("dataset"), "path": str(path), "name": f"{payload.get('dataset')}/generator"}
@@ -755,6 +754,27 @@ class ResidualCache:
         return self.x_hat[index, target].float()
 
 
+def exact_residual_cache(split: str = "train", dataset: str = "squares") -> ResidualCache:
+    """The exact residuals of a two-class dataset that carries them (``squares``:
+    ``extras["residual"]``, see :mod:`gradviz.squares`) in the form of a
+    :class:`ResidualCache` (what L_alpha training and the Alignment page read):
+    ``x_hat[i, c] = x_i + dx_i`` for the other class, ``x_i`` for its own class (float16, not
+    clamped: see :mod:`gradviz.squares` on clamping). The authors trained L_alpha on squares
+    with these exact residuals.
+
+    Raises:
+        ValueError: a dataset without exact residuals or with other than two classes.
+    """
+    ds = load_dataset(dataset, split)
+    if "residual" not in ds.extras or len(ds.classes) != 2:
+        raise ValueError(f"{dataset} has no exact residuals (only a two-class dataset with "
+                         f"extras['residual'], such as squares, has)")
+    x_hat = torch.stack([ds.x, ds.x], dim=1)  # (N, 2, C, H, W)
+    other = 1 - ds.y
+    x_hat[torch.arange(len(ds)), other] = ds.x + ds.extras["residual"]
+    return ResidualCache(x_hat.to(torch.float16), dataset, split, {"generator": "exact", "n": len(ds)})
+
+
 def residual_cache_dir() -> Path:
     """Where computed residual caches go: ``$GRADVIZ_HOME/residuals`` (or ~/.cache/gradviz)."""
     return user_generator_dir().parent / "residuals"
@@ -797,16 +817,14 @@ def residual_cache(
     Raises:
         ValueError: see :func:`project`.
     """
-    from gradviz.data import load_dataset
-
     s1, s2 = _parse_steps(steps)
     fp = _fingerprint(generator)
     folder = Path(folder) if folder is not None else residual_cache_dir()
     path = folder / f"{dataset}-{split}-{fp}-{s1}+{s2}{f'-{limit}' if limit else ''}.pt"
     if path.is_file() and not recompute:
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a truncated or foreign file: compute again
+            payload = load_weights_only(path)
+        except CheckpointError:  # a truncated or foreign file: compute again
             payload = {}
         if isinstance(payload, dict) and payload.get("format") == CACHE_FORMAT:
             return ResidualCache(payload["x_hat"], dataset, split, payload["meta"])
@@ -825,10 +843,8 @@ def residual_cache(
     x_hat = x.unsqueeze(1).repeat(1, k, *[1] * (x.ndim - 1))
     x_hat[torch.arange(len(x), device=dev)[:, None], t] = proj.x_hat
     x_hat = x_hat.to(torch.float16).cpu()
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save({"format": CACHE_FORMAT, "dataset": dataset, "split": split, "meta": meta, "x_hat": x_hat}, tmp)
-    os.replace(tmp, path)
+    save_atomic({"format": CACHE_FORMAT, "dataset": dataset, "split": split, "meta": meta, "x_hat": x_hat}, path,
+                tmp=path.with_suffix(".pt.tmp"))
     return ResidualCache(x_hat, dataset, split, meta)
 
 
@@ -870,7 +886,7 @@ def _read_pairs(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch
     if not path.is_file():
         return empty
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_weights_only(path)
         if not isinstance(payload, dict) or payload.get("format") != PAIRS_FORMAT:
             return empty
         keys, x_hat, mse = payload["keys"].long(), payload["x_hat"].float(), payload["mse"].float()
@@ -982,8 +998,6 @@ def residuals_for(
             image's label ("target equals the label ..."); index and target of different
             lengths; images of another shape than the generator's; bad steps.
     """
-    from gradviz.data import load_dataset
-
     ds = load_dataset(dataset, split)
     x_all = ds.x if images is None else images
     if x_all.shape != ds.x.shape:
@@ -1042,9 +1056,7 @@ def residuals_for(
                        "settings": dict(steps=[s1, s2], lr=lr, lambda_z=lambda_z, generator=_fingerprint(generator),
                                         generator_path=getattr(generator, "gradviz_info", {}).get("path")),
                        "keys": keys, "x_hat": x_hat.contiguous(), "mse": mse}
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
+            save_atomic(payload, path, tmp=path.with_name(f"{path.name}.{os.getpid()}.tmp"))
         # the pairs just computed win over any stored copy (recompute)
         keys = torch.cat([keys, missing])
         x_hat = torch.cat([x_hat, new_hat])
@@ -1054,7 +1066,8 @@ def residuals_for(
 
 __all__: Sequence[str] = (
     "Generator", "Discriminator", "NoGeneratorError", "Projection", "ResidualCache", "class_accuracy",
-    "default_lambda_z", "default_projection_lr", "generator_card", "list_generators", "load_generator",
+    "default_lambda_z", "default_projection_lr", "exact_residual_cache", "generator_card", "list_generators",
+    "load_generator",
     "project", "residual", "residual_cache", "residual_targets", "residuals_for", "residual_store_path",
     "generator_fingerprint", "DEFAULT_STEPS", "FAST_STEPS", "sample", "save_generator", "train_gan",
 )

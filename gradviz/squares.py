@@ -21,8 +21,13 @@ with the same noise. **Clamping**: with noise std 0.25 around 0.25 / 0.75, about
 pixels fall outside [0, 1] and are clamped (the dark background below 0, the bright square
 above 1). ``dx`` is the residual of the *unclamped* images, as the paper defines it; where a
 pixel was clamped, ``x + dx`` differs from the clamped other-class image with the same noise
-(and may leave [0, 1]: clamp it for display). Images carry ``extras["clean"]`` and
-``extras["residual"]`` so callers can see both.
+(and may leave [0, 1]: clamp it for display). The dataset's images carry ``extras["clean"]``
+and ``extras["residual"]`` so callers can see both.
+
+This module only generates (:func:`make_squares`) and imports no other gradviz module: the
+fixed splits as an :class:`gradviz.data.ImageDataset` come from
+:func:`gradviz.data.load_squares` (``load_dataset("squares", split)``), the exact residuals as
+a :class:`gradviz.generative.ResidualCache` from :func:`gradviz.generative.exact_residual_cache`.
 
 Default size 28 (the small-cnn architecture needs ``size % 4 == 0``; 32 works too and is the
 authors' small version). Differences from the authors' public code (which methods.md does not
@@ -33,8 +38,6 @@ std 0.25 clipped to +-0.5; gradviz uses methods.md's values above.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
 import torch
 
 #: Size ratios t of the two classes (class 0 small, class 1 large).
@@ -131,47 +134,3 @@ def make_squares(
         x=x.contiguous(), y=y, residual=residual, clean=(clean_pm + 1) / 2,
         clamped_fraction=(x != raw01).float().mean().item(),
     )
-
-
-def load_squares(split: str = "test", *, size: int = SQUARES_SIZE, n: Optional[int] = None):
-    """The fixed ``squares`` split as a :class:`gradviz.data.ImageDataset` (what
-    ``load_dataset("squares", split)`` returns).
-
-    Args:
-        split: ``"train"`` (2,000 images, seed 1) or ``"test"`` (500 images, seed 2), both
-            balanced.
-        size: image size (default 28; the registered dataset is 28).
-        n: number of images (default: the split's).
-
-    Returns:
-        ImageDataset with x (N, 1, S, S) in [0, 1], y (N,), classes ``["small", "large"]``
-        and ``extras["residual"]`` (exact residual, (N, 1, S, S), [0, 1] scale),
-        ``extras["clean"]`` (noise-free images) and ``extras["clamped_fraction"]`` (float).
-        ``subset`` carries the extras along.
-
-    Raises:
-        ValueError: unknown split.
-    """
-    from gradviz.data import ImageDataset
-
-    if split not in SQUARES_SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
-    default_n, seed = SQUARES_SPLITS[split]
-    sq = make_squares(default_n if n is None else n, size=size, seed=seed)
-    extras = {"residual": sq.residual, "clean": sq.clean, "clamped_fraction": sq.clamped_fraction}
-    return ImageDataset(sq.x, sq.y, list(SQUARES_CLASSES), "squares", split, extras)
-
-
-def exact_residual_cache(split: str = "train"):
-    """The exact residuals of a ``squares`` split in the form of a
-    :class:`gradviz.generative.ResidualCache` (what L_alpha training and the Alignment page
-    read): ``x_hat[i, c] = x_i + dx_i`` for the other class, ``x_i`` for its own class
-    (float16, not clamped: see the module docstring on clamping). The authors trained
-    L_alpha on squares with these exact residuals."""
-    from gradviz.generative import ResidualCache
-
-    ds = load_squares(split)
-    x_hat = torch.stack([ds.x, ds.x], dim=1)  # (N, 2, 1, S, S)
-    other = 1 - ds.y
-    x_hat[torch.arange(len(ds)), other] = ds.x + ds.extras["residual"]
-    return ResidualCache(x_hat.to(torch.float16), "squares", split, {"generator": "exact", "n": len(ds)})

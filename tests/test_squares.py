@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from gradviz.data import DATASETS, load_dataset
-from gradviz.squares import SQUARES_SPLITS, clean_squares, half_side, load_squares, make_squares
+from gradviz.data import DATASETS, load_dataset, load_squares
+from gradviz.squares import SQUARES_SPLITS, clean_squares, half_side, make_squares
 
 
 def test_registered_with_shapes_classes_and_balanced_splits():
@@ -82,7 +82,7 @@ def test_bad_arguments_are_refused():
 
 
 def test_exact_residual_cache_gives_the_exact_residual():
-    from gradviz.squares import exact_residual_cache
+    from gradviz.generative import exact_residual_cache
 
     cache = exact_residual_cache("test")
     ds = load_squares("test")

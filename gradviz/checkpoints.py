@@ -1,0 +1,254 @@
+"""Checkpoint files and the JSON cards beside them: the one place gradviz reads and writes them.
+
+Every ``.pt`` file gradviz reads (a classifier's checkpoint, a generator's, a stored residual
+cache) goes through :func:`load_weights_only`, the only ``torch.load`` in the library:
+``torch.load(..., weights_only=True)``, so a pickle that needs code is refused and nothing in
+it runs. :func:`read_checkpoint` adds the gradviz checkpoint format on top; TorchScript files
+(a user's imported classifier) are read with ``torch.jit.load`` (:func:`load_torchscript`),
+which runs no pickled Python. Files are written atomically (:func:`save_atomic`: a temporary
+file, then ``os.replace``).
+
+Module layering (no import cycle, function-local imports included; ``tests/test_imports.py``
+checks it): ``utils``, ``nets``, ``squares`` and this module import no other gradviz module
+but ``utils``; ``data`` imports ``squares``; ``zoo`` imports ``checkpoints``, ``data`` and
+``nets`` (and ``attacks`` to measure an imported model); ``generative`` imports
+``checkpoints`` and ``data``, never ``zoo``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import pickle
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+#: Format tag of a gradviz checkpoint (classifier or generator).
+CHECKPOINT_FORMAT = "gradviz-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely or does not fit: code inside, truncated,
+    not a checkpoint, or weights of another architecture / input shape / class count."""
+
+
+def gradviz_home() -> Path:
+    """gradviz's folder for a user's files: ``$GRADVIZ_HOME``, else ``~/.cache/gradviz``
+    (models, generators and residuals go in sub-folders)."""
+    home = os.environ.get("GRADVIZ_HOME")
+    return Path(home) if home else Path.home() / ".cache" / "gradviz"
+
+
+# --------------------------------------------------------------------------- cards
+
+
+@dataclass
+class ModelCard:
+    """What made a model (or a generator) and what it measured. Dict-like: ``card["eps"]``.
+
+    Attributes:
+        name: ``<dataset>/<method name>``.
+        dataset, arch: the data it was trained on and its architecture (see gradviz.nets).
+        method: training method (``standard``, ``pgd``, ...).
+        eps, norm: training attack radius ([0, 1] pixel units) and norm; 0 / None if none.
+        metrics: measured numbers, e.g. ``clean_accuracy``, ``robust_accuracy`` (fractions in
+            [0, 1]), ``attack`` (the settings used), ``n_images``, ``split``.
+        training: every training option (epochs, seed, batch size, step size, ...).
+        command: the command line that made it.
+        log: per-epoch training log (list of dicts).
+        path: the checkpoint file (not stored in the card).
+    """
+
+    name: str
+    dataset: str
+    arch: str
+    method: str
+    eps: float = 0.0
+    norm: Optional[str] = None
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    command: str = ""
+    created: str = ""
+    versions: dict = field(default_factory=dict)
+    log: list = field(default_factory=list)
+    path: Optional[str] = None
+    shipped: bool = False
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def keys(self):
+        return [k for k in asdict(self)]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("path")
+        d.pop("shipped")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, **extra) -> "ModelCard":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, **extra})
+
+
+def read_card(json_path: Union[str, Path], *, shipped: bool = False) -> ModelCard:
+    """The card in ``json_path``, with ``path`` set to the checkpoint beside it (``.pt``).
+
+    Raises:
+        CheckpointError: a missing or unreadable file, or JSON that is no card.
+    """
+    json_path = Path(json_path)
+    try:
+        card = ModelCard.from_dict(json.loads(json_path.read_text()), shipped=shipped)
+    except (OSError, ValueError, TypeError) as err:
+        raise CheckpointError(f"no readable card at {json_path}: {err}") from err
+    card.path = str(json_path.with_suffix(".pt"))
+    return card
+
+
+def write_card(card: ModelCard, checkpoint_path: Union[str, Path]) -> Path:
+    """Write ``card`` as the JSON beside ``checkpoint_path`` (atomically), stamping
+    ``created`` (if unset) and the torch version; sets ``card.path``. Returns the JSON path."""
+    card.created = card.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    card.versions = {"torch": torch.__version__.split("+")[0], **card.versions}
+    json_path = Path(checkpoint_path).with_suffix(".json")
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    os.replace(tmp, json_path)
+    card.path = str(Path(checkpoint_path).with_suffix(".pt"))
+    return json_path
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save_atomic(payload: Any, path: Union[str, Path], *, tmp: Union[str, Path, None] = None) -> Path:
+    """``torch.save(payload)`` to ``path`` through a temporary file (``tmp``, default
+    ``<path>.tmp``) and ``os.replace``: a reader sees the old file or the new one, never half
+    of one. The payload should hold plain values and tensors only (weights_only-loadable).
+    Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tmp) if tmp is not None else path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_weights_only(path: Union[str, Path]) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: plain values and tensors.
+
+    Raises:
+        CheckpointError: no such file; a pickle that needs code to load (refused, nothing is
+            executed); a truncated, corrupt or non-torch file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" in str(err).lower():
+            raise CheckpointError(
+                f"{path.name} was refused: it holds Python objects beyond weights (a pickle that "
+                "could run code), and gradviz loads checkpoints with weights_only=True only"
+            ) from err
+        raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint: {err}") from err
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... on bad bytes
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): {first}"
+        ) from err
+
+
+def read_checkpoint(path: Union[str, Path]) -> dict:
+    """Load a checkpoint file with ``torch.load(weights_only=True)`` (:func:`load_weights_only`).
+
+    Returns:
+        The gradviz payload dict (``format`` = :data:`CHECKPOINT_FORMAT`), or
+        ``{"state_dict": ...}`` for a bare state_dict (or one under a ``"state_dict"`` key).
+
+    Raises:
+        CheckpointError: missing, truncated or not a torch file; a TorchScript file; a pickle
+            that needs code to load (refused, nothing is executed); content that is no
+            state_dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    if is_torchscript(path):
+        raise CheckpointError(
+            f"{path.name} is a TorchScript file, not a state_dict: import it with "
+            "gradviz.zoo.import_checkpoint(path, dataset=..., name=...) and load it by its zoo name"
+        )
+    obj = load_weights_only(path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        return obj
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"state_dict": obj}
+    raise CheckpointError(f"{path.name} holds no state_dict (a dict of tensor names to tensors)")
+
+
+# --------------------------------------------------------------------------- TorchScript
+
+
+class TorchScriptModel(nn.Module):
+    """An imported TorchScript classifier as an ``nn.Module``: ``forward(x) = module(x)``.
+
+    Its layers are TorchScript code, so hooks on them (captum's guided backprop) do not
+    work; plain gradients, integrated gradients, SmoothGrad and attacks do.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def is_torchscript(path: Union[str, Path]) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with ``constants.pkl`` and ``code/``)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def load_torchscript(path: Union[str, Path], what: Optional[str] = None) -> TorchScriptModel:
+    """A TorchScript file through ``torch.jit.load`` on the CPU, wrapped in
+    :class:`TorchScriptModel` (``what``: the name used in messages, default the file name).
+
+    Raises:
+        CheckpointError: not a loadable TorchScript file.
+    """
+    what = what or Path(path).name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still supported
+            module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as err:  # RuntimeError and friends on a broken archive
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{what} is not a loadable TorchScript file: {first}") from err
+    return TorchScriptModel(module)
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT", "CheckpointError", "ModelCard", "TorchScriptModel", "gradviz_home", "is_torchscript",
+    "load_torchscript", "load_weights_only", "read_card", "read_checkpoint", "save_atomic", "write_card",
+]
