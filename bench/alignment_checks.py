@@ -1,5 +1,5 @@
 """Issue 4, item 7 checks: gradient alignment of the mnist-5k models and the generator's
-residual quality on squares (Bigolin Lanfredi et al., methods.md section 1).
+residual quality on squares (Bigolin Lanfredi et al., docs/methods.md section 1).
 
 * mnist-5k, the first ``--n`` test images (default 1,000, the whole split), for each model
   given (default: standard, pgd-linf and lalpha where present): the closest class c~ under

@@ -1,4 +1,4 @@
-"""Bench: dataset-wide global Gini (Duan et al.'s measure, methods.md section 3) of
+"""Bench: dataset-wide global Gini (Duan et al.'s measure, docs/methods.md section 3) of
 integrated-gradients maps (50 steps, zero baseline, true class) for the mnist-5k test
 images on the shipped ``mnist-5k/standard`` model.
 

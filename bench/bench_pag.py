@@ -1,6 +1,6 @@
 """Benchmark: three ways to get PAG's K input gradients with double backpropagation.
 
-One PAG training step (methods.md section 2) needs grad_x log softmax(f(x))_c for every
+One PAG training step (docs/methods.md section 2) needs grad_x log softmax(f(x))_c for every
 class c, kept on the graph, then a backward pass of a loss on them. On the same fresh
 small-cnn, the same batch (``--batch`` random 28 x 28 images) and the same loss, it times
 

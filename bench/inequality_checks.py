@@ -2,7 +2,7 @@
 
 On the mnist-5k test images (default all 1,000), for every model given (default: the
 shipped standard and pgd-linf, plus igd when its checkpoint exists), and for both
-attributions of methods.md section 3 -- integrated gradients (50 steps, zero baseline;
+attributions of docs/methods.md section 3 -- integrated gradients (50 steps, zero baseline;
 Duan et al.) and the plain gradient (saliency; the IGD paper) of the true-class logit:
 
 * the mean global Gini of |A| (all C*H*W entries) and the mean regional Gini over 4 x 4
@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--mode", choices=iq.NOISE_MODES, default="add")
     parser.add_argument("--noise", choices=iq.NOISE_DISTRIBUTIONS, default="normal")
     parser.add_argument("--rank", choices=("signed", "magnitude"), default="signed",
-                        help="rank features by signed attribution (methods.md) or |attribution| (IGD paper)")
+                        help="rank features by signed attribution (docs/methods.md) or |attribution| (IGD paper)")
     parser.add_argument("--methods", nargs="+", default=["integrated_gradients", "gradient"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")

@@ -2,7 +2,7 @@
 PGD perturbation.
 
 Source: Bigolin Lanfredi, Schroeder, Tasdizen, "Quantifying the Preferential Direction of the
-Model Gradient in Adversarial Training With Projected Gradient Descent" (methods.md section
+Model Gradient in Adversarial Training With Projected Gradient Descent" (docs/methods.md section
 1): Eq. 5 (closest class), Eq. 8 (alpha_dx), and the baseline alpha_x of Etmann et al. ("On
 the Connection Between Adversarial Robustness and Saliency Map Interpretability", ICML 2019,
 their Eq. 18 as the paper quotes it).
@@ -243,7 +243,7 @@ def alpha_x(model: nn.Module, x: torch.Tensor, y, *, centered: bool = False) -> 
     an MNIST background is 0; ``centered=True`` uses ``2 x - 1``, the authors' [-1, 1] scale
     (the gradient's direction is the same on both scales), to compare with their numbers.
     The authors' code takes the gradient of the predicted class's logit instead of the loss;
-    methods.md's (and this function's) definition is the loss gradient.
+    docs/methods.md's (and this function's) definition is the loss gradient.
 
     Args:
         model, x, y: as in :func:`alpha_dx`.

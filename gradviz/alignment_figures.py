@@ -1,7 +1,7 @@
 """Plotly figure builders of the Alignment page (arrays in, ``go.Figure`` / ``DataFrame`` out)
 and the numbers behind them (CSV / NPZ bytes).
 
-methods.md section 1 (Bigolin Lanfredi, Schroeder, Tasdizen): the GAN residual dx_hat
+docs/methods.md section 1 (Bigolin Lanfredi, Schroeder, Tasdizen): the GAN residual dx_hat
 (Eqs. 15-16, :func:`gradviz.generative.residuals_for`), the closest class c~ (Eq. 5), the
 alignment alpha_dx = cos(grad_x (d_c~ - d_y), dx_hat) (Eq. 8) and Etmann et al.'s alpha_x
 (:mod:`gradviz.alignment`).
@@ -123,7 +123,7 @@ def residual_figure(
     panel_size: int = 110,
     title: Optional[str] = None,
 ) -> go.Figure:
-    """The paper's figure of residuals and gradients (Bigolin Lanfredi et al., methods.md
+    """The paper's figure of residuals and gradients (Bigolin Lanfredi et al., docs/methods.md
     section 1): one row per image; columns x | dx_hat | x + dx_hat | (true dx) | the
     gradient grad_x (d_c - d_y) of each model, c the row's target class (e.g. the closest
     class c~ of Eq. 5).

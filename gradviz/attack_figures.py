@@ -250,7 +250,7 @@ def accuracy_vs_eps_figure(
     per_255: bool = False,
     title: Optional[str] = None,
 ) -> go.Figure:
-    """Accuracy-vs-eps curves (methods.md section 1), one line per model, with a dashed
+    """Accuracy-vs-eps curves (docs/methods.md section 1), one line per model, with a dashed
     50 % line and each model's eps50 marked on it.
 
     Args:
@@ -314,7 +314,7 @@ def pag_grid_figure(
     panel_size: int = 80,
     title: Optional[str] = None,
 ) -> go.Figure:
-    """The "perceptually aligned gradients" grid (methods.md section 2): one row per model,
+    """The "perceptually aligned gradients" grid (docs/methods.md section 2): one row per model,
     one column per target class (plus the clean image first when ``x`` is given); the
     model's name stands vertically left of its row (the first panel's y-axis title).
 

@@ -2,13 +2,13 @@
 accuracies measured with it, accuracy-vs-eps curves with their median robustness eps50, and
 the "perceptually aligned gradients" class sweep.
 
-Source: methods.md, "Standard attack settings", sections 1 (eps50) and 2 (PAG view).
+Source: docs/methods.md, "Standard attack settings", sections 1 (eps50) and 2 (PAG view).
 gradviz's defaults, which libraries do not share:
 
 * random start ON (uniform in the eps-ball);
 * step size ``2.5 * eps / steps`` when none is given, for l_inf and l_2 alike (Madry et
   al.'s rule, so that a start at the ball's edge can still cross it; for MNIST l_inf eps 0.3
-  and 40 steps that is 0.01875, where methods.md's standard setting states 0.01 explicitly);
+  and 40 steps that is 0.01875, where docs/methods.md's standard setting states 0.01 explicitly);
 * every iterate clamped to the image range [0, 1];
 * the cross-entropy summed over the batch (each image's gradient is its own; the l_inf
   sign and the l_2 normalisation make the step independent of the batch size).
@@ -363,7 +363,7 @@ def accuracy_vs_eps(
     progress: Optional[Progress] = None,
 ) -> np.ndarray:
     """Accuracy under untargeted :func:`pgd` at each eps of a grid: the robustness curve of
-    methods.md section 1 (Bigolin Lanfredi et al., accuracy-vs-eps; its median is
+    docs/methods.md section 1 (Bigolin Lanfredi et al., accuracy-vs-eps; its median is
     :func:`eps50`).
 
     Every eps is one batched PGD attack per chunk of ``batch_size`` images (the chunks run
@@ -459,7 +459,7 @@ def accuracy_vs_eps(
 
 def eps50(eps_grid: Sequence[float], accuracy: Sequence[float]) -> float:
     """Median robustness eps50: where the accuracy-vs-eps curve first falls to 50 %, by
-    linear interpolation between the two grid points around the crossing (methods.md
+    linear interpolation between the two grid points around the crossing (docs/methods.md
     section 1, Bigolin Lanfredi et al.).
 
     With ``i`` the first grid index where ``accuracy[i] <= 0.5``:
@@ -564,7 +564,7 @@ def run_attack(
     target: Union[int, torch.Tensor, None] = None,
 ) -> AttackResult:
     """Attack a few images and keep what a view needs: predictions and confidences before
-    and after, the perturbation and the per-step trace (Attack page; methods.md "Standard
+    and after, the perturbation and the per-step trace (Attack page; docs/methods.md "Standard
     attack settings").
 
     Args:
@@ -635,7 +635,7 @@ def targeted_class_sweep(
     classes: Optional[Sequence[int]] = None,
     norm: str = "l2",
 ) -> torch.Tensor:
-    """The "perceptually aligned gradients" view (methods.md section 2; Ganz, Kawar & Elad,
+    """The "perceptually aligned gradients" view (docs/methods.md section 2; Ganz, Kawar & Elad,
     and Santurkar et al. 2019 / Tsipras et al. 2019 before them): from ONE image, a
     large-eps targeted PGD (l_2 by default, no random start) toward each class. With
     gradients aligned to the data (a robust model), each result looks like a member of its

@@ -18,7 +18,7 @@ steps are separate, named functions, applied in this order by a caller that want
 3. :func:`scale_maps` -- per-panel, shared or raw scaling of one or more maps per image
    (:data:`SCALINGS`).
 
-Kim, Seo and Jeon (methods.md section 4) show the loss gradient for the predicted class,
+Kim, Seo and Jeon (docs/methods.md section 4) show the loss gradient for the predicted class,
 summed over channels and clipped to its 0.5-99.5 percentiles::
 
     target = resolve_target(model, x, "predicted")
@@ -522,7 +522,7 @@ def reduce_channels(a: ArrayLike, mode: str = "sum") -> torch.Tensor:
 
     Modes (:data:`CHANNEL_REDUCTIONS`):
 
-    - ``"sum"`` (default): ``sum_c a_c``, signed. Kim, Seo and Jeon (methods.md section 4)
+    - ``"sum"`` (default): ``sum_c a_c``, signed. Kim, Seo and Jeon (docs/methods.md section 4)
       sum the gradient over channels.
     - ``"abs_sum"``: ``|sum_c a_c|``, non-negative.
     - ``"l2"``: ``sqrt(sum_c a_c^2)``, non-negative.
@@ -559,7 +559,7 @@ def clip_percentile(a: ArrayLike, lower: float = 0.5, upper: float = 99.5) -> to
 
     The percentiles are taken over all of one image's values (every channel and pixel),
     with linear interpolation (as ``numpy.percentile``'s default), batched over images.
-    Kim, Seo and Jeon (methods.md section 4) clip channel-summed gradients to 0.5-99.5.
+    Kim, Seo and Jeon (docs/methods.md section 4) clip channel-summed gradients to 0.5-99.5.
 
     Args:
         a: maps (N, ...) with N images, e.g. (N, 1, H, W); torch tensor or numpy array,
@@ -610,7 +610,7 @@ def scale_maps(
     (:data:`SCALINGS`):
 
     - ``"per_panel"`` (default): each map of each image divided by its own max |value|,
-      into [-1, 1] (as in Bigolin Lanfredi et al., methods.md section 1). Compares shapes.
+      into [-1, 1] (as in Bigolin Lanfredi et al., docs/methods.md section 1). Compares shapes.
     - ``"shared"``: each image's maps divided by one common max |value| over all panels of
       that image's row, into [-1, 1]; ratios between panels are kept. Compares magnitudes.
     - ``"raw"``: unchanged.

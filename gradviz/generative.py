@@ -1,14 +1,14 @@
 """Class-conditional GAN, its training, and residuals by projection onto its classes.
 
 Source: Bigolin Lanfredi, Schroeder, Tasdizen, "Quantifying the Preferential Direction of the
-Model Gradient in Adversarial Training With Projected Gradient Descent" (methods.md section
+Model Gradient in Adversarial Training With Projected Gradient Descent" (docs/methods.md section
 1; code ricbl/gradient-direction-of-robust-models). The residual dx_c of an image x toward
 class c is the smallest change that moves x into class c's support; the paper's indirect
 method (Eqs. 15-16) finds it by projecting x onto the range of a class-conditional generator
 G(z, c) and taking ``dx_c = G(z*, c) - x``.
 
 * :class:`Generator`, :class:`Discriminator`: a small DCGAN-style class-conditional pair
-  (the authors used a class-conditional BigGAN with a multi-hinge loss; methods.md: any
+  (the authors used a class-conditional BigGAN with a multi-hinge loss; docs/methods.md: any
   well-trained class-conditional GAN serves). G: (z, c) -> (N, C, S, S) in [0, 1].
 * :func:`train_gan`: hinge loss, projection discriminator with spectral norm, an auxiliary
   classifier term (class fidelity), a mode-seeking term (diversity within a class), an

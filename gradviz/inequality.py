@@ -1,7 +1,7 @@
 """Saliency inequality: Gini coefficients and Lorenz curves of attribution maps, and the
 "inductive" noise and occlusion attacks that exploit an unequal map.
 
-Source: methods.md section 3 -- Duan et al., "Inequality phenomenon in l_inf-adversarial
+Source: docs/methods.md section 3 -- Duan et al., "Inequality phenomenon in l_inf-adversarial
 training, and its unrealized threats" (ICLR 2023), and Chen, Dong and Xie, "Releasing
 Inequality Phenomena in L_inf-Adversarial Training via Input Gradient Distillation" (the
 IGD paper, seed ``002_``).
@@ -23,7 +23,7 @@ Attacks and error rates
   several k;
 - :func:`inductive_occlusion` -- occlude squares around the top-n pixels, for a grid of n
   and radius r; a sample is broken at the first setting that flips it;
-- :func:`common_correct_mask`, :func:`error_rate` -- methods.md: "fraction of flipped
+- :func:`common_correct_mask`, :func:`error_rate` -- docs/methods.md: "fraction of flipped
   predictions among the images that every compared model classifies correctly".
 
 Comparing models the way the papers do::
@@ -98,7 +98,7 @@ def gini(a: ArrayLike) -> torch.Tensor:
 
         G = sum_i (2i - n - 1) a_(i) / (n * sum_i a_(i))
 
-    (methods.md section 3; Duan et al., ICLR 2023, section 3; the same formula as Quantus'
+    (docs/methods.md section 3; Duan et al., ICLR 2023, section 3; the same formula as Quantus'
     ``Sparseness``, Chalasani et al. 2020). G lies in [0, (n - 1) / n]: 0 when every
     entry has the same magnitude, (n - 1) / n when one entry holds all of it. It is
     invariant to scaling the map by any non-zero factor, and to its sign.
@@ -162,10 +162,10 @@ def regional_gini(a: ArrayLike, block: int) -> torch.Tensor:
     """Regional Gini: the Gini of |a| summed over non-overlapping ``block`` x ``block`` squares.
 
     Each square's sum runs over all channels too, so an image gives (H / b) * (W / b)
-    region totals (:func:`block_sums`) whose :func:`gini` is returned. methods.md section 3
+    region totals (:func:`block_sums`) whose :func:`gini` is returned. docs/methods.md section 3
     (Duan et al., ICLR 2023: b = 4 on CIFAR-10, 16 on ImageNet). Duan et al.'s code sums
     the signed map (or its positive part) per region, over all channels; gradviz follows
-    methods.md and sums |a|.
+    docs/methods.md and sums |a|.
 
     Args:
         a: attributions (N, C, H, W), signed, floating point.
@@ -188,7 +188,7 @@ def lorenz_curve(a: ArrayLike, points: Optional[int] = None) -> tuple[torch.Tens
     With the n entries of |a| ascending, point j (j = 0..n) is (j / n, L_j) where
     L_j = (a_(1) + ... + a_(j)) / sum |a|: L_0 = 0, L_n = 1, non-decreasing and convex;
     the diagonal L_j = j / n is perfect equality. The trapezoid area under the curve gives
-    the Gini exactly: ``gini(a) == 1 - 2 * trapezoid(L, fractions)`` (methods.md section
+    the Gini exactly: ``gini(a) == 1 - 2 * trapezoid(L, fractions)`` (docs/methods.md section
     3). An all-zero map gets the diagonal (Gini 0, as in :func:`gini`).
 
     Args:
@@ -241,7 +241,7 @@ def dataset_gini(
     The attribution is :func:`gradviz.attribution.attribute` of the target logit, signed;
     Duan et al. use integrated gradients with 50 steps and a zero baseline (the
     defaults); the IGD paper uses the plain gradient (``method="gradient"``) of the true
-    class. methods.md section 3.
+    class. docs/methods.md section 3.
 
     Args:
         model: classifier on ``x``'s device, (N, C, H, W) in [0, 1] -> logits (N, K); not
@@ -300,7 +300,7 @@ def resolve_k(k: Union[int, float], n_features: int) -> int:
 
     Args:
         k: an ``int`` is a count, 1 <= k <= ``n_features``; a ``float`` is a fraction of
-            the features in (0, 1] (methods.md: 0.2 % to 2 % of C*H*W, i.e. 0.002-0.02),
+            the features in (0, 1] (docs/methods.md: 0.2 % to 2 % of C*H*W, i.e. 0.002-0.02),
             turned into ``max(1, floor(k * n_features))`` (floor as the IGD authors' code,
             ``int(C * H * W * thres)``; 1e-9 of slack absorbs float error such as
             0.29 * 100 = 28.999...). So ``1`` is one feature and ``1.0`` is all of them.
@@ -363,7 +363,7 @@ def random_k_mask(shape: Sequence[int], k: Union[int, float], *, seed: SeedLike 
                   device: Union[str, torch.device, None] = None) -> torch.Tensor:
     """k features per image chosen uniformly at random without replacement.
 
-    The random-noise baseline of the inductive attacks (methods.md section 3).
+    The random-noise baseline of the inductive attacks (docs/methods.md section 3).
 
     Args:
         shape: (N, ...) e.g. (N, C, H, W).
@@ -404,7 +404,7 @@ def inductive_noise(
 ):
     """Inductive noise: put noise on each image's top-k features by signed attribution.
 
-    methods.md section 3: take the k features (entries of C x H x W) with the largest
+    docs/methods.md section 3: take the k features (entries of C x H x W) with the largest
     signed attribution; ``mode="add"`` adds noise to them, ``mode="replace"`` replaces them
     by noise; the result is clamped to [0, 1]. Noise is ``"normal"`` N(0, 1) (IGD paper) or
     ``"uniform"`` U[min x, max x] with each image's own min and max (Duan et al.). With
@@ -488,7 +488,7 @@ def noise_error_rate(
         mode, noise, random: as :func:`inductive_noise`.
         seed: int (default 0), or ``None`` for fresh noise each k.
         among: (N,) bool, the images to count; default: those ``model`` classifies
-            correctly. To compare models as methods.md says, pass
+            correctly. To compare models as docs/methods.md says, pass
             :func:`common_correct_mask` of all of them.
         batch_size: images per forward pass.
         progress: ``progress(fraction, message)`` after each k.
@@ -558,7 +558,7 @@ class OcclusionResult:
 def occlusion_mask(centres: torch.Tensor, radius: int, size: tuple[int, int]) -> torch.Tensor:
     """Union of the squares [p - r, p + r) x [q - r, q + r) around each centre (p, q).
 
-    The half-open square of side 2r around (p, q), clipped to the image, as methods.md and
+    The half-open square of side 2r around (p, q), clipped to the image, as docs/methods.md and
     Duan et al.'s code (``mask[x - r : x + r, y - r : y + r]``).
 
     Args:
@@ -597,7 +597,7 @@ def inductive_occlusion(
     batch_size: int = 500,
     progress: Optional[Progress] = None,
 ) -> OcclusionResult:
-    """Inductive occlusion (Duan et al., ICLR 2023; methods.md section 3).
+    """Inductive occlusion (Duan et al., ICLR 2023; docs/methods.md section 3).
 
     The attribution is averaged over channels into an (H, W) map per image; its top
     pixels (largest signed mean) are the centres. For each setting (r, n), with the
@@ -618,7 +618,7 @@ def inductive_occlusion(
         attribution: signed attribution (N, C, H, W) of ``model``.
         n_pixels: the numbers of top pixels n to try, each in [1, H*W] (default 1..10).
         radii: the radii r to try, each >= 1 (default 1..20).
-        colour: occlusion value in [0, 1] (methods.md: 0, 0.5 or 1; default 0, black).
+        colour: occlusion value in [0, 1] (docs/methods.md: 0, 0.5 or 1; default 0, black).
         among: (N,) bool, the images to attack and count; default: those ``model``
             classifies correctly (pass :func:`common_correct_mask` to compare models).
         batch_size: images per forward pass.
@@ -690,7 +690,7 @@ def common_correct_mask(
     *,
     batch_size: int = 500,
 ) -> torch.Tensor:
-    """The images that every model classifies correctly (methods.md section 3).
+    """The images that every model classifies correctly (docs/methods.md section 3).
 
     Args:
         models: one model, a sequence, or a name -> model mapping; each on ``x``'s device.
@@ -730,7 +730,7 @@ def error_rate(
     """Fraction of the ``among`` images of ``x`` that ``model`` does not classify as ``y``.
 
     For perturbed images ``x`` and ``among`` = the images every compared model classifies
-    correctly when clean (:func:`common_correct_mask`), this is methods.md's error rate:
+    correctly when clean (:func:`common_correct_mask`), this is docs/methods.md's error rate:
     the fraction of flipped predictions.
 
     Args:

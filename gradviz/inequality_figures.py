@@ -1,7 +1,7 @@
 """Plotly figure builders of the Inequality page (arrays in, ``go.Figure`` out) and the
 numbers behind them (CSV / NPZ bytes).
 
-methods.md section 3 (Duan et al., ICLR 2023; Chen, Dong and Xie, IGD):
+docs/methods.md section 3 (Duan et al., ICLR 2023; Chen, Dong and Xie, IGD):
 
 * :func:`image_inequality_figure`: one image, each model's |attribution| map titled with
   its Gini, and beside them the models' Lorenz curves with the equality diagonal;

@@ -1,5 +1,5 @@
 """Plotly figures of the Models page (log entries in, ``go.Figure`` out): a model's training
-curves, AGR's gradient diagnostics (methods.md section 5), the input-gradient cosines the
+curves, AGR's gradient diagnostics (docs/methods.md section 5), the input-gradient cosines the
 gradient-shaping objectives optimise (IGD, PAG, L_alpha), and the live loss of a run.
 
 The inputs are a card's ``log`` (one dict per epoch, see :func:`gradviz.training.train`):
@@ -113,7 +113,7 @@ def has_agr_diagnostics(log: Sequence[dict]) -> bool:
 
 def agr_diagnostics_figure(log: Sequence[dict], *, start_epoch: Optional[int] = None,
                            title: Optional[str] = None) -> go.Figure:
-    """AGR's diagnostics per epoch (methods.md section 5): the mean cosine between the
+    """AGR's diagnostics per epoch (docs/methods.md section 5): the mean cosine between the
     adversarial and clean parameter gradients and the GOP rate (fraction of parameter
     tensors with cos <= 0, projected) on the left; the mean per-tensor gradient norms
     |g_adv|, |g_cl| and |g| (the one used, after projection / interpolation and the clip) on
@@ -167,7 +167,7 @@ def has_gradient_cosines(log: Sequence[dict]) -> bool:
 
 def gradient_cosines_figure(log: Sequence[dict], *, title: Optional[str] = None) -> go.Figure:
     """The input-gradient cosine a gradient-shaping objective pulls up, per epoch (epoch mean
-    over training batches, in [-1, 1]): IGD's student-teacher cosine (Duan et al.; methods.md
+    over training batches, in [-1, 1]): IGD's student-teacher cosine (Duan et al.; docs/methods.md
     section 3), PAG's cosine with the target gradients g_c (Ganz et al., section 2; the
     objective's mean over all classes, and the own class alone) and L_alpha's alpha with the
     GAN residuals (Bigolin Lanfredi et al., Eq. 9, section 1).

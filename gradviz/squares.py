@@ -1,7 +1,7 @@
 """The synthetic ``squares`` dataset, with its exact ground-truth residual per image.
 
 Source: Bigolin Lanfredi, Schroeder, Tasdizen, "Quantifying the Preferential Direction of the
-Model Gradient in Adversarial Training With Projected Gradient Descent" (methods.md section 1,
+Model Gradient in Adversarial Training With Projected Gradient Descent" (docs/methods.md section 1,
 "Synthetic Squares data"). Two classes, one channel:
 
 * class 0 ``"small"`` / class 1 ``"large"``: a centred square of half-side
@@ -30,9 +30,9 @@ fixed splits as an :class:`gradviz.data.ImageDataset` come from
 a :class:`gradviz.generative.ResidualCache` from :func:`gradviz.generative.exact_residual_cache`.
 
 Default size 28 (the small-cnn architecture needs ``size % 4 == 0``; 32 works too and is the
-authors' small version). Differences from the authors' public code (which methods.md does not
+authors' small version). Differences from the authors' public code (which docs/methods.md does not
 follow): their 32 px generator uses ``int()`` for the half-side, a noise sigma of 1 px, noise
-std 0.25 clipped to +-0.5; gradviz uses methods.md's values above.
+std 0.25 clipped to +-0.5; gradviz uses docs/methods.md's values above.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Alignment: does a model's gradient point toward the closest image of another class?
-GAN residuals, alpha_dx and alpha_x (methods.md section 1, Bigolin Lanfredi et al.).
+GAN residuals, alpha_dx and alpha_x (docs/methods.md section 1, Bigolin Lanfredi et al.).
 
 UI only: read the widgets, call gradviz (through gradviz.ui.alignment_cache), draw
 gradviz.alignment_figures.

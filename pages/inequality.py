@@ -1,5 +1,5 @@
 """Inequality: Gini coefficients and Lorenz curves of attribution maps, and the inductive
-noise and occlusion that exploit an unequal map (methods.md section 3).
+noise and occlusion that exploit an unequal map (docs/methods.md section 3).
 
 UI only: read the widgets, call gradviz.inequality (through gradviz.ui.inequality_cache),
 draw gradviz.inequality_figures.
@@ -141,7 +141,7 @@ with st.form("ineq_form", border=True):
     noise = f2.radio("Noise", list(NOISES), format_func=NOISES.get, key="ineq_noise")
     mode = f2.radio("The noise is", list(MODES), format_func=MODES.get, key="ineq_mode", horizontal=True)
     by_magnitude = f2.toggle("Rank pixels by |attribution|", False, key="ineq_rank",
-                             help="Off: the largest signed attribution (methods.md). On: the largest "
+                             help="Off: the largest signed attribution (docs/methods.md). On: the largest "
                                   "magnitude (the IGD paper's |saliency|).")
     radii = f3.slider("Occlusion radii r (pixels)", 1, max(height, width) // 2, (1, 6), key="ineq_radii",
                       help="The papers' radii (1–20) are for 224-pixel images; on 28 × 28 MNIST a "

@@ -1,4 +1,4 @@
-"""Tests for the IGD training method (methods.md section 3): the loss against a hand
+"""Tests for the IGD training method (docs/methods.md section 3): the loss against a hand
 computation on linear models, double backpropagation, the cosine convention, the
 training loop and the command line."""
 

@@ -1,4 +1,4 @@
-"""Tests for the alignment penalty L_alpha (Bigolin Lanfredi et al., Eq. 9; methods.md
+"""Tests for the alignment penalty L_alpha (Bigolin Lanfredi et al., Eq. 9; docs/methods.md
 section 1): the loss against a hand computation on a linear model, its residual targets
 (closest class, Eq. 5, and the GAN projection, Eqs. 15-16) on a generator with a known
 projection, that minimising it raises the alignment, and tiny runs through the loop and the

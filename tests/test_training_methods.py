@@ -1,4 +1,4 @@
-"""Tests for the TRADES, PAG and AGR training methods (methods.md sections 2 and 5; Zhang et
+"""Tests for the TRADES, PAG and AGR training methods (docs/methods.md sections 2 and 5; Zhang et
 al. 2019): each update or loss against a hand computation on hand-made inputs or tiny
 linear models, then tiny runs through the loop and the command line, and the learning
 curves' monitor."""

@@ -2,9 +2,9 @@
 with learning curves on a held-out monitor set, evaluation on the test split with the
 dataset's standard attack, and the model card.
 
-Methods (:data:`METHODS`): ``standard``, ``pgd`` (Madry et al. 2018), ``igd`` (methods.md
-section 3), ``trades`` (Zhang et al. 2019), ``pag`` (methods.md section 2), ``agr``
-(methods.md section 5, around ``pgd`` or ``trades``), ``lalpha`` (methods.md section 1).
+Methods (:data:`METHODS`): ``standard``, ``pgd`` (Madry et al. 2018), ``igd`` (docs/methods.md
+section 3), ``trades`` (Zhang et al. 2019), ``pag`` (docs/methods.md section 2), ``agr``
+(docs/methods.md section 5, around ``pgd`` or ``trades``), ``lalpha`` (docs/methods.md section 1).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from gradviz.training.snapshots import SNAPSHOT_IMAGES, SnapshotRecorder, load_s
 from gradviz.utils import Progress, report, resolve_device
 
 #: The attack every model card reports robust accuracy under, per dataset
-#: (methods.md, "Standard attack settings").
+#: (docs/methods.md, "Standard attack settings").
 EVAL_ATTACKS: dict[str, dict] = {
     "mnist-5k": dict(norm="linf", eps=0.3, steps=40, step_size=0.01, random_start=True),
     "mnist": dict(norm="linf", eps=0.3, steps=40, step_size=0.01, random_start=True),
@@ -78,19 +78,19 @@ class TrainConfig:
         augment: random translations of up to ``shift`` pixels (torchvision RandomCrop
             with zero padding), applied per image (never for "lalpha": see below).
         eps, norm, steps, step_size, warmup_epochs: the training attack (methods "pgd", "igd").
-        teacher, igd_lambda: method "igd" (methods.md section 3): the standard model whose
+        teacher, igd_lambda: method "igd" (docs/methods.md section 3): the standard model whose
             input gradients the student follows (a zoo name or checkpoint path; None: the
             dataset's ``<dataset>/standard``), and the weight lambda of the distillation term.
         trades_beta: method "trades" (and "agr" around it): the weight of the KL term
             (default 6, Zhang et al.'s CIFAR-10 value).
-        pag_lambda, pag_target: method "pag" (methods.md section 2): the weight lambda of the
+        pag_lambda, pag_target: method "pag" (docs/methods.md section 2): the weight lambda of the
             gradient-alignment term and the target gradients, ``"cm"`` (class mean) or
             ``"nn"`` (nearest neighbour in the training split).
-        agr_base, agr_start_epoch, agr_clip: method "agr" (methods.md section 5): the
+        agr_base, agr_start_epoch, agr_clip: method "agr" (docs/methods.md section 5): the
             adversarial objective it wraps (``"pgd"`` or ``"trades"``, with the attack
             settings above), the first epoch (1-based) with AGR (None: ``int(0.775 *
             epochs) + 1``, i.e. 156 of 200 as the authors), the per-tensor norm clip (0.1).
-        lalpha_lambda, lalpha_reference: method "lalpha" (methods.md section 1, Eq. 9): the
+        lalpha_lambda, lalpha_reference: method "lalpha" (docs/methods.md section 1, Eq. 9): the
             weight lambda of the alignment term (default 0.3; paper 0.1 to 0.3) and the
             model whose closest classes (Eq. 5) the training residuals point to (None: the
             dataset's ``<dataset>/standard``); needs the dataset's generator
@@ -523,7 +523,7 @@ def default_eps_grid(dataset: str) -> list[float]:
 
 def robustness_curve(model: nn.Module, dataset: str, *, eps_grid=None, limit: int = 0, steps: int = 40,
                      seed: int = 0, batch_size: int = 500, progress: Optional[Progress] = None) -> dict:
-    """Accuracy vs eps and its median eps50 (methods.md section 1) on the test split (its
+    """Accuracy vs eps and its median eps50 (docs/methods.md section 1) on the test split (its
     first ``limit`` images when > 0), under the dataset's attack norm.
 
     :func:`gradviz.attacks.accuracy_vs_eps` with nested attacks (an image counts as robust at

@@ -9,13 +9,13 @@ the loop then calls instead of ``loss.backward(); optimizer.step()``.
 
 * :class:`StandardObjective`: cross-entropy;
 * :class:`PGDObjective`: Madry et al. adversarial training;
-* :class:`IGDObjective`: input gradient distillation (methods.md section 3);
+* :class:`IGDObjective`: input gradient distillation (docs/methods.md section 3);
 * :class:`TRADESObjective`: Zhang et al. (ICML 2019), TRADES;
-* :class:`PAGObjective`: perceptually aligned gradients (Ganz, Kawar, Elad; methods.md
+* :class:`PAGObjective`: perceptually aligned gradients (Ganz, Kawar, Elad; docs/methods.md
   section 2), with :class:`PAGTargets` (class mean, nearest neighbour);
 * :class:`LAlphaObjective`: the alignment penalty L_alpha of Bigolin Lanfredi et al.
-  (methods.md section 1), with :class:`LAlphaResiduals` (GAN residuals);
-* :class:`AGRObjective`: adaptive gradient reconstruction around PGD or TRADES (methods.md
+  (docs/methods.md section 1), with :class:`LAlphaResiduals` (GAN residuals);
+* :class:`AGRObjective`: adaptive gradient reconstruction around PGD or TRADES (docs/methods.md
   section 5), with :func:`agr_combine`.
 """
 
@@ -101,7 +101,7 @@ class PGDObjective:
 def per_image_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """cos(a_i, b_i) = <a_i, b_i> / (|a_i| |b_i|) per image over the flattened C*H*W entries.
 
-    methods.md convention: the cosine with a zero vector is defined as 0, and its gradient
+    docs/methods.md convention: the cosine with a zero vector is defined as 0, and its gradient
     there is 0 (no NaN, no 1/eps blow-up as with ``F.cosine_similarity``).
 
     Args:
@@ -134,7 +134,7 @@ def true_class_input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor
 
 @dataclass
 class IGDObjective(PGDObjective):
-    """Input Gradient Distillation (Chen, Dong and Xie; methods.md section 3): PGD adversarial
+    """Input Gradient Distillation (Chen, Dong and Xie; docs/methods.md section 3): PGD adversarial
     training plus an alignment of the student's input gradient with a standard teacher's::
 
         L = CE(f_S(x_adv), y) + lambda * mean_i (1 - cos(grad_x f_S(x_i)_y, g_T(x_i)))
@@ -290,7 +290,7 @@ class TRADESObjective(PGDObjective):
 
 # ----------------------------------------------------------------------------- PAG
 
-#: Ground-truth target gradients PAG can train toward (methods.md section 2).
+#: Ground-truth target gradients PAG can train toward (docs/methods.md section 2).
 PAG_TARGETS = ("cm", "nn")
 #: Default weight lambda of the PAG term (see :class:`PAGObjective` for the choice).
 PAG_LAMBDA = 1.5
@@ -329,7 +329,7 @@ def class_log_prob_gradients(model: nn.Module, x: torch.Tensor, *, create_graph:
 
 
 class PAGTargets:
-    """The ground-truth target gradients g_c(x) of PAG (Ganz, Kawar, Elad; methods.md section
+    """The ground-truth target gradients g_c(x) of PAG (Ganz, Kawar, Elad; docs/methods.md section
     2) for every class c, from a training split:
 
     * ``"cm"`` (class mean): ``g_c(x) = mu_c - x``, mu_c the mean training image of class c;
@@ -399,7 +399,7 @@ class PAGTargets:
 @dataclass
 class PAGObjective:
     """Training for perceptually aligned gradients (Ganz, Kawar, Elad, "Do Perceptually
-    Aligned Gradients Imply Robustness?", ICML 2023; methods.md section 2)::
+    Aligned Gradients Imply Robustness?", ICML 2023; docs/methods.md section 2)::
 
         L = CE(f(x), y) + lambda * mean_i (1/K) sum_c (1 - cos(grad_x log softmax(f(x_i))_c, g_c(x_i)))
 
@@ -408,7 +408,7 @@ class PAGObjective:
     (:func:`per_image_cosine`, 0 with a zero vector), g_c from :class:`PAGTargets`. No
     adversarial examples are used.
 
-    lambda: default :data:`PAG_LAMBDA` = 1.5, the paper's value for this formula (methods.md).
+    lambda: default :data:`PAG_LAMBDA` = 1.5, the paper's value for this formula (docs/methods.md).
     The authors' code (royg27/PAG-ROB, ``TRAIN_CIFAR10.py``) multiplies the mean of (1 - cos)
     by 10 before ``pag_coeff`` = 1.5, i.e. it weights sum_c (1 - cos) rather than the mean
     over classes: its effective lambda in the formula above is 15 on CIFAR-10's 10 classes.
@@ -450,7 +450,7 @@ class PAGObjective:
 
 # ----------------------------------------------------------------------------- L_alpha
 
-#: Default weight lambda of the alignment term of L_alpha (methods.md section 1: 0.1 to 0.3).
+#: Default weight lambda of the alignment term of L_alpha (docs/methods.md section 1: 0.1 to 0.3).
 LALPHA_LAMBDA = 0.3
 #: Projection steps (free, penalised) of L_alpha's training residuals: those of the
 #: Alignment page, :data:`gradviz.generative.FAST_STEPS` (half the paper's; measured there).
@@ -459,7 +459,7 @@ LALPHA_PROJECTION_STEPS = FAST_STEPS
 
 class LAlphaResiduals:
     """The residuals L_alpha aligns the gradient with, one per training image (Bigolin
-    Lanfredi et al., methods.md section 1, Eqs. 5 and 15-16):
+    Lanfredi et al., docs/methods.md section 1, Eqs. 5 and 15-16):
 
         dx_i = G(z*, c~_i) - x_i,
 
@@ -557,7 +557,7 @@ def loss_gradient_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
 @dataclass
 class LAlphaObjective:
     """The alignment penalty L_alpha (Bigolin Lanfredi, Schroeder, Tasdizen, Eq. 9;
-    methods.md section 1)::
+    docs/methods.md section 1)::
 
         L = CE(f(x), y) - lambda * mean_i cos(grad_x CE(f(x_i), y_i), dx_i)
 
@@ -568,7 +568,7 @@ class LAlphaObjective:
     :func:`loss_gradient_direction`, the loss gradient divided by 1 - p_y: the same cosine,
     without the blow-up of a confident image's vanishing gradient. No adversarial examples. The authors' code aligns the
     gradient of the logit difference d_c~ - d_y, which alpha_dx (Eq. 8) measures, instead
-    of the loss gradient; gradviz follows the paper's equation as methods.md states it.
+    of the loss gradient; gradviz follows the paper's equation as docs/methods.md states it.
 
     Attributes:
         residuals: the training images' residuals (looked up by the batch's ``index``).
@@ -612,7 +612,7 @@ def _flat_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def agr_combine(g_adv: Sequence[torch.Tensor], g_cl: Sequence[torch.Tensor], *, clip: Optional[float] = 0.1,
                 apply: bool = True) -> tuple[list[torch.Tensor], dict]:
-    """Adaptive Gradient Reconstruction (AGR; methods.md section 5, the authors' ``train.py``
+    """Adaptive Gradient Reconstruction (AGR; docs/methods.md section 5, the authors' ``train.py``
     of RUIYUN-ML/AGR), one parameter tensor at a time: with c = cos(g_adv, g_cl) over the
     tensor's entries (0 when either is 0),
 
@@ -669,7 +669,7 @@ def agr_combine(g_adv: Sequence[torch.Tensor], g_cl: Sequence[torch.Tensor], *, 
 
 @dataclass
 class AGRObjective:
-    """Adversarial training with Adaptive Gradient Reconstruction (methods.md section 5;
+    """Adversarial training with Adaptive Gradient Reconstruction (docs/methods.md section 5;
     "Balancing Generalization and Robustness in Adversarial Training via Steering through
     Clean and Adversarial Gradient Directions", code RUIYUN-ML/AGR) around a base objective,
     :class:`PGDObjective` (Madry AT) or :class:`TRADESObjective`.

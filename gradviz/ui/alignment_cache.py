@@ -1,4 +1,4 @@
-"""Cached computations of the Alignment page (methods.md section 1, Bigolin Lanfredi et al.).
+"""Cached computations of the Alignment page (docs/methods.md section 1, Bigolin Lanfredi et al.).
 
 Generators load once per checkpoint file (st.cache_resource, keyed on path and modification
 time). Residuals come from :func:`gradviz.generative.residuals_for`, whose store on disk is

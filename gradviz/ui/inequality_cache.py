@@ -260,7 +260,7 @@ def dataset_inequality(
     n_pixels: int = 10, colour: float = 0.0,
 ) -> DatasetInequality:
     """Gini, Lorenz curves, inductive-noise and occlusion error rates of every model on the
-    first ``n_images`` test images (methods.md section 3), cached; an ``st.progress`` bar
+    first ``n_images`` test images (docs/methods.md section 3), cached; an ``st.progress`` bar
     shows the work while it runs (removed at the end).
 
     Attributions are of the true-class logit (``method``; integrated gradients with
