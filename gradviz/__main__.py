@@ -177,6 +177,7 @@ def _markdown_table(cards) -> str:
     standard attack) and, where ``eval --curve`` measured it, the curve's accuracy at
     1/3, 2/3 and 3/3 of the evaluation eps (one attack for the three: nested PGD-40, step
     2.5 eps / 40) and eps50."""
+    from gradviz.attacks import format_curve_eps50
     from gradviz.training import EVAL_ATTACKS
 
     def pct(v):
@@ -190,13 +191,13 @@ def _markdown_table(cards) -> str:
                   "| eps50 | curve images |", "|---|---|---|---|---|---|---|---|---|"]
         for c in (c for c in cards if c.dataset == dataset):
             m, curve = c.metrics, c.metrics.get("curve") or {}
-            e50 = curve.get("eps50")
+            e50 = format_curve_eps50(curve, fmt=".3f")
             trained = f" ({c.norm or 'linf'} eps {c.eps:g})" if c.eps else ""
             lines.append(f"| `{c.name}` | {c.method}{trained} | "
                          f"{pct(m.get('clean_accuracy'))} | {pct(m.get('robust_accuracy'))} | "
                          f"{pct(_curve_point(curve, low))} | {pct(_curve_point(curve, mid))} | "
                          f"{pct(_curve_point(curve, e))} | "
-                         f"{'–' if e50 is None else ('> max eps' if e50 == float('inf') else f'{e50:.3f}')} | "
+                         f"{e50} | "
                          f"{curve.get('n_images', '–')} |")
         lines.append("")
     return "\n".join(lines)
@@ -204,6 +205,7 @@ def _markdown_table(cards) -> str:
 
 def cmd_list(args) -> int:
     from gradviz import zoo
+    from gradviz.attacks import format_curve_eps50
 
     cards = zoo.list_models(args.dataset)
     if args.markdown:
@@ -213,9 +215,9 @@ def cmd_list(args) -> int:
         if args.shipped and not card.shipped:
             continue
         m = card.metrics
-        e50 = (m.get("curve") or {}).get("eps50")
+        e50 = format_curve_eps50(m.get("curve"))
         print(f"{card.name:28s} {card.method:10s} eps {card.eps:<5g} clean {m.get('clean_accuracy', float('nan')):.4f} "
-              f"robust {m.get('robust_accuracy', float('nan')):.4f}" + (f" eps50 {e50:.4g}" if e50 is not None else "")
+              f"robust {m.get('robust_accuracy', float('nan')):.4f}" + (f" eps50 {e50}" if e50 != "–" else "")
               + f"  {'shipped' if card.shipped else card.path}")
     return 0
 

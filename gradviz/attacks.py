@@ -47,6 +47,9 @@ __all__ = [
     "clean_accuracy",
     "default_step_size",
     "eps50",
+    "eps50_outside",
+    "format_curve_eps50",
+    "format_eps50",
     "pgd",
     "predict",
     "robust_accuracy",
@@ -457,32 +460,7 @@ def accuracy_vs_eps(
     return acc
 
 
-def eps50(eps_grid: Sequence[float], accuracy: Sequence[float]) -> float:
-    """Median robustness eps50: where the accuracy-vs-eps curve first falls to 50 %, by
-    linear interpolation between the two grid points around the crossing (docs/methods.md
-    section 1, Bigolin Lanfredi et al.).
-
-    With ``i`` the first grid index where ``accuracy[i] <= 0.5``:
-
-    * ``i > 0``: ``eps[i-1] + (accuracy[i-1] - 0.5) / (accuracy[i-1] - accuracy[i]) *
-      (eps[i] - eps[i-1])``;
-    * ``i == 0`` (already at or below 50 % at the first grid point, e.g. a model below
-      50 % clean accuracy): returns ``eps_grid[0]`` (the true eps50 is at most that);
-    * no such ``i`` (the curve stays above 50 % over the whole grid): returns
-      ``float("inf")`` (eps50 lies beyond the grid; extend it).
-
-    Args:
-        eps_grid: (G,) radii, finite, >= 0, strictly ascending (any units; the result is in
-            the same units).
-        accuracy: (G,) accuracies in [0, 1] (fractions, not percent).
-
-    Returns:
-        eps50 as a float (possibly ``inf``, see above).
-
-    Raises:
-        ValueError: empty, unsorted, negative or non-finite grid; lengths that differ;
-            accuracies outside [0, 1] or NaN.
-    """
+def _check_curve(eps_grid, accuracy) -> tuple[np.ndarray, np.ndarray]:
     grid = _check_grid(eps_grid)
     try:
         acc = np.asarray(accuracy.detach().cpu() if isinstance(accuracy, torch.Tensor) else accuracy,
@@ -493,14 +471,128 @@ def eps50(eps_grid: Sequence[float], accuracy: Sequence[float]) -> float:
         raise ValueError(f"eps_grid and accuracy must have the same length, got {grid.shape} and {acc.shape}")
     if not np.isfinite(acc).all() or (acc < 0).any() or (acc > 1).any():
         raise ValueError(f"accuracy must hold fractions in [0, 1], got {acc.tolist()}")
+    return grid, acc
+
+
+def eps50(eps_grid: Sequence[float], accuracy: Sequence[float]) -> float:
+    """Median robustness eps50: where the accuracy-vs-eps curve first falls to 50 %, by
+    linear interpolation between the two grid points around the crossing (docs/methods.md
+    section 1, Bigolin Lanfredi et al.).
+
+    With ``i`` the first grid index where ``accuracy[i] <= 0.5``:
+
+    * ``i > 0``: ``eps[i-1] + (accuracy[i-1] - 0.5) / (accuracy[i-1] - accuracy[i]) *
+      (eps[i] - eps[i-1])``;
+    * ``i == 0`` and ``accuracy[0] == 0.5`` exactly: ``eps_grid[0]``;
+    * otherwise the curve does not cross 50 % inside the grid and eps50 is not a number the
+      grid can give: ``float("nan")``. Either the accuracy is already below 50 % at the
+      grid's smallest eps (eps50 lies below it: a model below 50 % clean accuracy, or a grid
+      that starts too high), or it stays above 50 % up to the largest (eps50 lies above it:
+      extend the grid). :func:`eps50_outside` says which, :func:`format_eps50` says it in
+      words.
+
+    Older model cards hold ``inf`` for "above the grid" (and ``eps_grid[0]`` for "below");
+    :func:`format_eps50` reads those with their stored curve.
+
+    Args:
+        eps_grid: (G,) radii, finite, >= 0, strictly ascending (any units; the result is in
+            the same units).
+        accuracy: (G,) accuracies in [0, 1] (fractions, not percent).
+
+    Returns:
+        eps50 as a float, NaN when the curve does not cross 50 % inside the grid.
+
+    Raises:
+        ValueError: empty, unsorted, negative or non-finite grid; lengths that differ;
+            accuracies outside [0, 1] or NaN.
+    """
+    grid, acc = _check_curve(eps_grid, accuracy)
     below = np.flatnonzero(acc <= 0.5)
     if below.size == 0:
-        return float("inf")
+        return float("nan")  # above the grid's largest eps
     i = int(below[0])
     if i == 0:
-        return float(grid[0])
+        return float(grid[0]) if acc[0] == 0.5 else float("nan")  # below the grid's smallest eps
     a0, a1, e0, e1 = acc[i - 1], acc[i], grid[i - 1], grid[i]
     return float(e0 + (a0 - 0.5) / (a0 - a1) * (e1 - e0))
+
+
+def eps50_outside(eps_grid: Sequence[float], accuracy: Sequence[float]) -> Optional[str]:
+    """Where eps50 lies when the curve does not cross 50 % inside the grid: ``"below"``
+    (the accuracy is under 50 % already at the grid's smallest eps), ``"above"`` (it stays
+    over 50 % up to the largest), or None (it crosses inside: :func:`eps50` is a number).
+
+    Raises:
+        ValueError: as :func:`eps50`.
+    """
+    _, acc = _check_curve(eps_grid, accuracy)
+    if acc[0] < 0.5:
+        return "below"
+    if (acc > 0.5).all():
+        return "above"
+    return None
+
+
+def format_eps50(
+    value: Optional[float] = None,
+    eps_grid: Optional[Sequence[float]] = None,
+    accuracy: Optional[Sequence[float]] = None,
+    *,
+    scale: float = 1.0,
+    fmt: str = ".4g",
+) -> str:
+    """eps50 as a reader should see it: a number only when the curve crosses 50 % inside
+    its grid, else where it lies.
+
+    Args:
+        value: eps50 in pixel units as :func:`eps50` returns it or a model card stores it
+            (NaN: not inside the grid; ``inf``, from older cards: above the grid; None: not
+            measured). Ignored when the curve is given: the curve decides (so an older
+            card's ``eps_grid[0]`` for a curve already below 50 % reads as "below").
+        eps_grid, accuracy: the curve (pixel units; fractions in [0, 1]), when known: it
+            says on which side of the grid eps50 lies and the grid's ends.
+        scale: display units per pixel unit (255 for an eps shown in /255).
+        fmt: format spec of the number (default ``".4g"``); the grid's ends are written
+            with 4 significant digits.
+
+    Returns:
+        ``"0.3251"``; ``"below the grid's smallest eps (0.1)"``; ``"above the grid's largest
+        eps (0.5)"``; without a curve ``"above the grid"`` (inf), ``"outside the grid"``
+        (NaN) or ``"not measured"`` (None).
+
+    Raises:
+        ValueError: a curve that :func:`eps50` refuses.
+    """
+    if eps_grid is not None and accuracy is not None:
+        grid = _check_grid(eps_grid)
+        side = eps50_outside(grid, accuracy)
+        if side == "below":
+            return f"below the grid's smallest eps ({grid[0] * scale:.4g})"
+        if side == "above":
+            return f"above the grid's largest eps ({grid[-1] * scale:.4g})"
+        value = eps50(grid, accuracy)
+    if value is None:
+        return "not measured"
+    value = float(value)
+    if value == float("inf"):
+        return "above the grid"
+    if not math.isfinite(value):
+        return "outside the grid"
+    return f"{value * scale:{fmt}}"
+
+
+def format_curve_eps50(curve: Optional[dict], *, scale: float = 1.0, fmt: str = ".4g") -> str:
+    """:func:`format_eps50` of a stored curve: a dict with ``eps50`` and, where measured,
+    ``eps_grid`` and ``accuracy`` (a model card's ``metrics["curve"]``, or the Models page's
+    eps50 on request). Older cards' ``inf`` reads as "above the grid's largest eps (...)".
+    Returns "–" for no curve; a curve in another shape falls back to its stored number."""
+    curve = curve or {}
+    if curve.get("eps50") is None and not curve.get("eps_grid"):
+        return "–"
+    try:
+        return format_eps50(curve.get("eps50"), curve.get("eps_grid"), curve.get("accuracy"), scale=scale, fmt=fmt)
+    except ValueError:
+        return format_eps50(curve.get("eps50"), scale=scale, fmt=fmt)
 
 
 # ---------------------------------------------------------------- one attack, many views

@@ -16,7 +16,7 @@ from gradviz.attack_figures import (
     accuracy_vs_eps_figure, attack_panels_figure, attack_to_npz, curves_to_csv, loss_trace_figure,
     pag_grid_figure, sweep_to_npz,
 )
-from gradviz.attacks import PAG_EPS, PAG_STEPS, eps50
+from gradviz.attacks import PAG_EPS, PAG_STEPS, eps50, format_eps50
 from gradviz.ui.attack_cache import cached_accuracy_curve, cached_attacks, cached_sweeps, parse_eps_grid
 
 ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
@@ -162,11 +162,14 @@ if grid and st.session_state.get("atk_curve_request") == request:
     st.dataframe(pd.DataFrame([
         {"model": n, f"accuracy at ε {grid[0] * unit:g}": f"{100 * c[0]:.1f} %",
          f"accuracy at ε {grid[-1] * unit:g}": f"{100 * c[-1]:.1f} %",
-         e50_col: f"{e50[n] * unit:.4g}" if math.isfinite(e50[n]) else f"> {grid[-1] * unit:g}"}
+         e50_col: format_eps50(e50[n], grid, c, scale=unit)}
         for n, c in curves.items()]), hide_index=True, key="atk_eps50_table")
+    if not all(math.isfinite(v) for v in e50.values()):
+        st.caption("ε50 is a number only where the curve crosses 50 % inside the grid; elsewhere the table says on "
+                   "which side of the grid it lies (widen the grid to measure it) and the chart marks no ε50.")
     ui.download_buttons(cfig, lambda: curves_to_csv(grid, curves, e50), stem="accuracy_vs_eps", key="atk_curve",
                         data_format="csv", data_help="CSV: eps, then the accuracy (0 to 1) of each model; a last "
-                                                     "row eps50 (inf: above the grid).")
+                                                     "row eps50 (nan: the curve does not cross 50 % inside the grid).")
 elif grid:
     st.info("Press **Compute the curves** (again after changing the settings).", icon=":material/info:")
 

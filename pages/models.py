@@ -56,7 +56,10 @@ st.dataframe(
         "eps": st.column_config.NumberColumn("eps", format="%.4g", help="training radius ([0, 1] pixel units)"),
         "clean %": st.column_config.NumberColumn("clean %", format="%.1f"),
         "robust %": st.column_config.NumberColumn("robust %", format="%.1f"),
-        "eps50": st.column_config.NumberColumn("eps50", format="%.4f", help="computed on request (below)"),
+        "eps50": st.column_config.TextColumn(
+            "eps50", help="radius ([0, 1] pixel units) where PGD brings the accuracy to 50 %: from the card's curve, "
+                          "or computed on request (below); when the curve does not cross 50 % inside its grid, "
+                          "on which side of the grid it lies"),
     },
 )
 if not cards:

@@ -152,3 +152,19 @@ def test_perceptually_aligned_view_on_request(shipped_models):
     assert len(chart(at, "Targeted l2 PGD toward each class")["data"]) == 11
     at.multiselect(key="atk_pag_models_mnist-5k").set_value([]).run()
     assert not at.exception and any("at least one model for this view" in w.value for w in at.warning)
+
+
+def test_eps50_outside_the_grid_is_said_not_made_up(shipped_models):
+    at = attack_page()
+    at.slider(key="atk_curve_n").set_value(50)
+    at.text_input(key="atk_grid_linf").set_value("1")  # l_inf eps 1: every image falls, 0 %
+    at.slider(key="atk_curve_steps").set_value(5)
+    at.run()
+    at.button(key="atk_curve_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    curves = chart(at, "Accuracy under PGD")
+    assert all(values(t["y"])[0] == 0 for t in curves["data"] if t["mode"] == "lines+markers")
+    assert not [t for t in curves["data"] if (t.get("name") or "").startswith("eps50")]  # no 50 % marker at eps 1
+    table = at.dataframe[1].value
+    assert list(table["ε50 (pixel units)"]) == ["below the grid's smallest eps (1)"] * 2
+    assert any("side of the grid" in c.value for c in at.main.caption)

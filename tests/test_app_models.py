@@ -16,6 +16,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from gradviz import zoo
+from gradviz.attacks import format_curve_eps50
 from gradviz.nets import build_model
 from gradviz.training import jobs
 from tests.helpers import app_charts as charts
@@ -88,6 +89,7 @@ def test_models_page_table_and_training_curves(home, shipped_models):
     assert rows["mnist-5k/pgd-linf"]["robust %"] == pytest.approx(100 * card.metrics["robust_accuracy"], abs=0.05)
     assert rows["mnist-5k/pgd-linf"]["attack"] == "PGD-40 linf eps 0.3"
     assert rows["mnist-5k/pgd-linf"]["norm"] == "linf" and rows["mnist-5k/standard"]["norm"] == "–"
+    assert rows["mnist-5k/pgd-linf"]["eps50"] == f"{card.metrics['curve']['eps50']:.4g}"  # from the card's curve
     at.selectbox(key="models_chosen").set_value("mnist-5k/pgd-linf").run()
     assert not at.exception and not at.error
     curves = charts(at)["Training curves: mnist-5k/pgd-linf"]
@@ -127,7 +129,10 @@ def test_agr_diagnostics_card_edit_and_eps50(home):
     at.button(key="models_eps50_go").click().run()
     assert not at.exception and not at.error
     row = next(r for r in table(at) if r["name"] == name)
-    assert row["eps50"] is not None and row["eps50"] >= 0
+    measured = at.session_state["gv_models_eps50"][name]  # gradviz.ui.models_cache.eps50_results()
+    # a number where the curve crosses 50 % inside the grid, else on which side of it eps50 lies
+    assert row["eps50"] == format_curve_eps50(measured) and row["eps50"] != "–"
+    assert row["eps50"].startswith(("below the grid", "above the grid")) or float(row["eps50"]) >= 0
     assert any(t.startswith("Accuracy vs eps") for t in charts(at))
 
     # the card editor: rename, change method and eps

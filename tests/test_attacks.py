@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -127,3 +129,36 @@ def test_accuracies(batch):
     assert attacks.clean_accuracy(model, x, pred) == 1.0
     robust = attacks.robust_accuracy(model, x, pred, eps=0.3, steps=20, batch_size=5)
     assert 0.0 <= robust < 1.0
+
+
+# ------------------------------------------------------------------ eps50 outside the grid
+
+
+def test_eps50_is_nan_when_the_curve_does_not_cross_50_percent_inside_the_grid():
+    # the grid "1" of the Attack page: 0 % accuracy there, so eps50 lies below eps 1 (was 1)
+    assert math.isnan(attacks.eps50([1.0], [0.0]))
+    assert attacks.eps50_outside([1.0], [0.0]) == "below"
+    assert attacks.format_eps50(attacks.eps50([1.0], [0.0]), [1.0], [0.0]) == "below the grid's smallest eps (1)"
+    # still above 50 % at the largest eps (was inf)
+    assert math.isnan(attacks.eps50([0.0, 0.1, 0.2], [1.0, 0.9, 0.6]))
+    assert attacks.eps50_outside([0.0, 0.1, 0.2], [1.0, 0.9, 0.6]) == "above"
+    assert attacks.format_eps50(None, [0.0, 4 / 255, 8 / 255], [1.0, 0.9, 0.6], scale=255) == \
+        "above the grid's largest eps (8)"
+    # a crossing inside the grid is a number
+    assert attacks.eps50_outside([0.0, 0.1, 0.2], [1.0, 0.6, 0.4]) is None
+    assert attacks.format_eps50(attacks.eps50([0.0, 0.1, 0.2], [1.0, 0.6, 0.4]), [0.0, 0.1, 0.2],
+                                [1.0, 0.6, 0.4]) == "0.15"
+
+
+def test_format_eps50_reads_the_values_older_cards_stored():
+    curve_above = {"eps_grid": [0.0, 0.25, 0.5], "accuracy": [0.99, 0.9, 0.7], "eps50": float("inf")}
+    assert attacks.format_curve_eps50(curve_above) == "above the grid's largest eps (0.5)"
+    # an older card stored the grid's first eps for a curve already below 50 % there
+    curve_below = {"eps_grid": [0.1, 0.2], "accuracy": [0.2, 0.0], "eps50": 0.1}
+    assert attacks.format_curve_eps50(curve_below) == "below the grid's smallest eps (0.1)"
+    assert attacks.format_curve_eps50({"eps50": float("inf")}) == "above the grid"  # no curve stored
+    assert attacks.format_curve_eps50({"eps50": float("nan")}) == "outside the grid"
+    assert attacks.format_curve_eps50({"eps50": 0.32512}) == "0.3251"
+    assert attacks.format_curve_eps50({"eps50": 0.32512}, fmt=".3f") == "0.325"
+    assert attacks.format_curve_eps50(None) == attacks.format_curve_eps50({}) == "–"
+    assert attacks.format_eps50(None) == "not measured"

@@ -533,8 +533,9 @@ def robustness_curve(model: nn.Module, dataset: str, *, eps_grid=None, limit: in
     :func:`gradviz.attacks.eps50`.
 
     Returns:
-        dict: ``eps_grid`` (list), ``accuracy`` (list of fractions), ``eps50`` (float, inf if
-        the curve stays above 50 %), ``attack`` (its settings), ``split``, ``n_images``.
+        dict: ``eps_grid`` (list), ``accuracy`` (list of fractions), ``eps50`` (float, NaN
+        when the curve does not cross 50 % inside the grid), ``attack`` (its settings),
+        ``split``, ``n_images``.
     """
     grid = list(default_eps_grid(dataset) if eps_grid is None else eps_grid)
     norm = EVAL_ATTACKS[dataset]["norm"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from gradviz import zoo
-from gradviz.attacks import eps50
+from gradviz.attacks import eps50, format_curve_eps50
 from gradviz.training import EVAL_ATTACKS, default_eps_grid
 from gradviz.ui.attack_cache import cached_accuracy_curve
 from gradviz.ui.cache import model_version
@@ -47,16 +47,16 @@ def measure_eps50(names: Sequence[str], device: str, *, n_images: int, steps: in
 def model_rows(cards: Sequence[zoo.ModelCard]) -> list[dict]:
     """One row per model for ``st.dataframe`` (:func:`gradviz.zoo.card_summary`), with the
     eps50 measured in this session where there is one and "–" as the norm of a model trained
-    without an attack."""
+    without an attack. eps50 is text (:func:`gradviz.attacks.format_curve_eps50`): the
+    number, or on which side of its grid it lies when the curve does not cross 50 % inside
+    it (older cards' ``inf`` included); "–" when not measured."""
     measured = eps50_results()
     rows = []
     for card in cards:
         row = zoo.card_summary(card)
         if row["norm"] is None:  # trained without an attack: no norm (not a missing value)
             row["norm"] = "–"
-        if card.name in measured:
-            row["eps50"] = measured[card.name]["eps50"]
-        if row["eps50"] is not None:
-            row["eps50"] = round(row["eps50"], 4) if row["eps50"] != float("inf") else float("inf")
+        curve = measured.get(card.name) or (card.metrics or {}).get("curve")
+        row["eps50"] = format_curve_eps50(curve)
         rows.append(row)
     return rows

@@ -95,7 +95,8 @@ def eps50_panel(cards: Sequence[zoo.ModelCard], chosen: str, device: str) -> Non
         if done:
             st.caption("Nested attacks: an image counts as robust at eps only if PGD failed at every smaller eps "
                        "of the grid; step 2.5 · eps / steps, random start, seed 0. eps50 interpolates linearly "
-                       "where the curve crosses 50 % (inf: it stays above on this grid).")
+                       "where the curve crosses 50 %; where it does not cross inside this grid, the table says "
+                       "on which side of the grid eps50 lies.")
 
 
 # ----------------------------------------------------------------------------- card editor
