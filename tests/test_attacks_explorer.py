@@ -432,11 +432,11 @@ def test_accuracy_vs_eps_figure_and_csv():
     np.testing.assert_allclose(lines[0].y, [98, 30, 0, 0])
     np.testing.assert_allclose(lines[0].x, np.array(grid) * 255)
     marks = [t for t in fig.data if t.name and t.name.startswith("eps50")]
-    assert len(marks) == 1 and marks[0].x[0] == pytest.approx(e50["m/standard"] * 255)  # inf: unmarked
+    assert len(marks) == 1 and marks[0].x[0] == pytest.approx(e50["m/standard"] * 255)  # NaN (above the grid): unmarked
     csv_text = af.curves_to_csv(grid, curves, e50).decode()
     rows = [r.split(",") for r in csv_text.strip().splitlines()]
     assert rows[0] == ["eps", "m/standard", "m/pgd-linf"] and rows[2] == ["0.1", "0.3", "0.9"]
-    assert rows[-1][0] == "eps50" and rows[-1][2] == "inf"
+    assert rows[-1][0] == "eps50" and rows[-1][2] == "nan"  # pgd-linf stays above 50 %: eps50 is NaN
     with pytest.raises(ValueError, match="points"):
         af.accuracy_vs_eps_figure(grid, {"m": [1.0]})
 
