@@ -1,4 +1,4 @@
-"""The command line: ``python -m gradviz train|eval|train-gan|list``.
+"""The command line: ``python -m gradviz train|eval|train-gan|study|list``.
 
 Examples::
 
@@ -12,6 +12,8 @@ Examples::
     python -m gradviz eval mnist-5k/pgd-linf
     python -m gradviz eval mnist-5k/pgd-linf --curve --write
     python -m gradviz train-gan --dataset mnist-5k --epochs 60 --out assets/generators
+    python -m gradviz study robustness --models mnist-5k/standard mnist-5k/pgd-linf --n 300 --out runs/
+    python -m gradviz study inequality --models mnist-5k/standard mnist-5k/igd --n 200 --method gradient
     python -m gradviz list
 """
 
@@ -27,14 +29,11 @@ from gradviz.utils import tqdm_progress
 
 
 def _default_name(config) -> str:
-    """The model name after '<dataset>/' when --name is not given."""
-    if config.method == "pgd":
-        return f"pgd-{config.norm}"
-    if config.method == "pag":
-        return f"pag-{config.pag_target}"
-    if config.method == "agr":
-        return "agr" if config.agr_base == "pgd" else f"agr-{config.agr_base}"
-    return config.method
+    """The model name after '<dataset>/' when --name is not given: the objective's
+    ``default_model_name`` of the resolved ``config`` (e.g. ``pgd-linf``, ``pag-nn``)."""
+    from gradviz.training import objective_class
+
+    return objective_class(config.method).default_model_name(config)
 
 
 def cmd_train(args) -> int:
@@ -222,10 +221,55 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _settings_options(parser: argparse.ArgumentParser, settings_class) -> None:
+    """One ``--option`` per field of a study's Settings dataclass (types from its annotations)."""
+    for f in dataclasses.fields(settings_class):
+        kind = str(f.type)
+        opt = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        doc = f"(default {default})" if default not in (None, "") else ""
+        if "tuple" in kind:
+            parser.add_argument(opt, nargs="+", type=float if "float" in kind else int, default=None, help=doc)
+        elif kind == "bool":
+            parser.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=doc)
+        else:
+            parser.add_argument(opt, type=int if "int" in kind else float if "float" in kind else str, default=None,
+                                help=doc)
+
+
+def cmd_study(args) -> int:
+    from gradviz.studies import STUDIES, ChunkStore
+
+    module = STUDIES[args.study]
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Settings)
+                if getattr(args, f.name, None) is not None}
+    progress, close = tqdm_progress(f"study {args.study}")
+    try:
+        res = module.run(args.models, dataset=args.dataset, split=args.split, n=args.n, device=args.device,
+                         progress=progress, store=ChunkStore(args.store) if args.store else None,
+                         recompute=args.recompute, chunk=args.chunk, **settings)
+    except (ValueError, KeyError) as err:
+        close()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    close()
+    table = res.table()
+    print(table.to_string(index=False))
+    print(f"{res.n_images} images; {res.computed} chunks computed, {res.loaded} read from the store")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / f"{args.study}.csv", index=False)
+        (out / f"{args.study}.npz").write_bytes(res.to_npz())
+        print(f"wrote {out / (args.study + '.csv')} and {out / (args.study + '.npz')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gradviz.data import DATASETS
     from gradviz.nets import ARCHITECTURES
-    from gradviz.training import AGR_BASES, LALPHA_LAMBDA, METHODS, PAG_LAMBDA, PAG_TARGETS
+    from gradviz.training import METHODS
+    from gradviz.training.objectives import all_options
 
     parser = argparse.ArgumentParser(prog="python -m gradviz", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,31 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-augment", dest="augment", action="store_false", help="no random translations")
     t.add_argument("--shift", type=int, default=2, help="max random translation in pixels")
-    t.add_argument("--eps", type=float, default=0.3, help="training attack radius, [0, 1] pixel units")
-    t.add_argument("--norm", default="linf", choices=("linf", "l2"))
-    t.add_argument("--steps", type=int, default=20, help="PGD steps of the training attack")
-    t.add_argument("--step-size", type=float, default=None, help="PGD step size (default 2.5 * eps / steps)")
-    t.add_argument("--warmup-epochs", type=int, default=0, help="epochs over which eps ramps up linearly")
-    t.add_argument("--teacher", default=None,
-                   help="igd: the standard model whose input gradients the student follows (default <dataset>/standard)")
-    t.add_argument("--igd-lambda", type=float, default=None,
-                   help="igd: weight lambda of the input-gradient distillation term (default 1; paper 1-4)")
-    t.add_argument("--trades-beta", type=float, default=None,
-                   help="trades (and agr --agr-base trades): weight beta of the KL term (default 6)")
-    t.add_argument("--pag-target", default=None, choices=PAG_TARGETS,
-                   help="pag: target gradients, cm (class mean - x) or nn (nearest training image of the class - x); default cm")
-    t.add_argument("--pag-lambda", type=float, default=None,
-                   help=f"pag: weight lambda of the gradient-alignment term (default {PAG_LAMBDA:g})")
-    t.add_argument("--agr-base", default=None, choices=AGR_BASES,
-                   help="agr: the adversarial objective it wraps (default pgd; uses --eps, --steps, ...)")
-    t.add_argument("--agr-start-epoch", type=int, default=None,
-                   help="agr: first epoch (1-based) with AGR (default int(0.775 * epochs) + 1: 156 of 200, the authors')")
-    t.add_argument("--agr-clip", type=float, default=None, help="agr: per-tensor gradient norm clip (default 0.1)")
-    t.add_argument("--lalpha-lambda", type=float, default=None,
-                   help=f"lalpha: weight lambda of the alignment term (default {LALPHA_LAMBDA:g}; paper 0.1-0.3)")
-    t.add_argument("--lalpha-reference", default=None,
-                   help="lalpha: the model whose closest classes the training residuals point to (default "
-                        "<dataset>/standard); needs the dataset's generator; trains without shifts")
+    # Each objective's options (TrainConfig fields), from the registry: defaults and help
+    # are the objectives' own; None here means "the method's default".
+    for option, methods in all_options().values():
+        t.add_argument(option.flag, type=option.type, default=None, choices=option.choices or None,
+                       help=f"{', '.join(methods)}: {option.help} (default {option.describe_default()})")
     t.add_argument("--monitor", type=int, default=None,
                    help="learning curves: clean (and robust) accuracy after each epoch on the first N test images "
                         "(default 200; 0: none); never used for model selection")
@@ -314,6 +338,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default=None, help="folder (default: the user generator folder; assets/generators for shipped ones)")
     g.add_argument("--device", default="auto")
     g.set_defaults(func=cmd_train_gan)
+
+    from gradviz.studies import STUDIES
+
+    st = sub.add_parser("study", help="run a dataset-wide study (stored, resumable) and print its table",
+                        description="Run a dataset-wide study over the first N images of a split for each model. "
+                                    "Results are kept chunk by chunk under $GRADVIZ_HOME/studies: a killed run "
+                                    "resumes where it stopped. Studies: " + "; ".join(
+                                        f"{name}: {m.STUDY.summary}" for name, m in STUDIES.items()))
+    studies = st.add_subparsers(dest="study", required=True, metavar="NAME")
+    for name, module in STUDIES.items():
+        one = studies.add_parser(name, help=module.STUDY.summary, description=module.__doc__.split("\n\n")[0])
+        one.add_argument("--models", nargs="+", required=True, help="zoo names or checkpoint paths")
+        one.add_argument("--dataset", default="mnist-5k", choices=sorted(DATASETS))
+        one.add_argument("--split", default="test", choices=("test", "train"))
+        one.add_argument("--n", type=int, default=None, help="the first N images (default: the whole split)")
+        one.add_argument("--device", default="auto")
+        one.add_argument("--out", default=None, help="write DIR/NAME.csv (the table) and DIR/NAME.npz")
+        one.add_argument("--store", default=None, help="the chunk store (default $GRADVIZ_HOME/studies)")
+        one.add_argument("--recompute", action="store_true", help="compute every chunk again")
+        one.add_argument("--chunk", type=int, default=None,
+                         help=f"images per stored chunk (default {module.STUDY.chunk}; part of the store key)")
+        _settings_options(one, module.Settings)
+        one.set_defaults(func=cmd_study)
 
     ls = sub.add_parser("list", help="list the models of the zoo")
     ls.add_argument("--dataset", default=None)

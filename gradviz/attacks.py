@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -35,6 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradviz.tensors import (
+    NORMS, as_labels, ascent_direction, check_classes, eval_mode, model_device, per_image_norm, project_ball,
+)
 from gradviz.utils import Progress, check_images, report
 
 __all__ = [
@@ -55,9 +57,8 @@ __all__ = [
     "robust_accuracy",
     "run_attack",
     "targeted_class_sweep",
+    "trades_attack",
 ]
-
-NORMS = ("linf", "l2")
 
 
 @dataclass
@@ -84,20 +85,6 @@ def default_step_size(eps: float, steps: int) -> float:
     """gradviz's default PGD step size: ``2.5 * eps / steps`` (Madry et al. 2018), for l_inf
     (per pixel) and l_2 (Euclidean) alike."""
     return 2.5 * eps / steps
-
-
-def _per_image_norm(d: torch.Tensor, norm: str) -> torch.Tensor:
-    flat = d.flatten(1)
-    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
-
-
-def _project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Project each perturbation onto the eps-ball of ``norm`` (l_2: rescale those outside)."""
-    if norm == "linf":
-        return delta.clamp(-eps, eps)
-    n = _per_image_norm(delta, "l2")
-    factor = torch.clamp(eps / n, max=1.0).nan_to_num(1.0).view(-1, *[1] * (delta.ndim - 1))
-    return delta * factor
 
 
 def _random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator) -> torch.Tensor:
@@ -127,16 +114,6 @@ def _check_settings(eps: float, norm: str, steps: int, step_size: Optional[float
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if step_size is not None and not (math.isfinite(float(step_size)) and float(step_size) > 0):
         raise ValueError(f"step_size must be > 0 and finite, got {step_size}")
-
-
-def _labels(y, x: torch.Tensor, what: str = "y") -> torch.Tensor:
-    y = torch.as_tensor(y, device=x.device)
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise ValueError(f"{what} must hold integer class indices, got dtype {y.dtype}")
-    y = y.long().reshape(-1)
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"{what} has {y.shape[0]} labels for {x.shape[0]} images")
-    return y
 
 
 def pgd(
@@ -194,11 +171,11 @@ def pgd(
     """
     check_images(x)
     _check_settings(eps, norm, steps, step_size)
-    y = _labels(y, x, "y")
+    y = as_labels(y, len(x), name="y", device=x.device)
     if labels is not None:
         if not targeted:
             raise ValueError("labels is only used by targeted attacks (an untargeted attack's y are the labels)")
-        labels = _labels(labels, x, "labels")
+        labels = as_labels(labels, len(x), name="labels", device=x.device)
         same = (labels == y).nonzero().flatten()
         if len(same):
             raise ValueError(
@@ -208,18 +185,14 @@ def pgd(
     eps = float(eps)
     alpha = default_step_size(eps, steps) if step_size is None else float(step_size)
     x = x.detach()
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         return _pgd_loop(model, x, y, eps, norm, int(steps), alpha, random_start, targeted, seed, trace)
 
 
 def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
     if logits.ndim != 2:
         raise ValueError(f"the model must return logits (N, K), got shape {tuple(logits.shape)}")
-    if y.numel() == 0:
-        return
-    lo, hi = torch.aminmax(y)
-    if int(hi) >= logits.shape[1] or int(lo) < 0:
-        raise ValueError(f"labels must lie in [0, {logits.shape[1]}), got {int(lo)}..{int(hi)}")
+    check_classes(y, logits.shape[1], "labels")
 
 
 def _pgd_loop(model, x, y, eps, norm, steps, alpha, random_start, targeted, seed, trace):
@@ -231,7 +204,7 @@ def _pgd_loop(model, x, y, eps, norm, steps, alpha, random_start, targeted, seed
     elif random_start:
         gen = torch.Generator(device=x.device)
         gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
-        x_adv = (x + _project(_random_start(x, eps, norm, gen), eps, norm)).clamp(0, 1)
+        x_adv = (x + project_ball(_random_start(x, eps, norm, gen), eps, norm)).clamp(0, 1)
     else:
         x_adv = x.clone()
     scaled_alpha = -alpha if targeted else alpha
@@ -245,20 +218,10 @@ def _pgd_loop(model, x, y, eps, norm, steps, alpha, random_start, targeted, seed
         if trace:
             losses.append(loss.detach())
             logits_seq.append(logits.detach())
-            norms.append(_per_image_norm(x_adv.detach() - x, norm))
+            norms.append(per_image_norm(x_adv.detach() - x, norm))
             loss = loss.sum()
         (grad,) = torch.autograd.grad(loss, x_adv)
-        with torch.no_grad():
-            if norm == "linf":
-                x_adv = x_adv.detach() + scaled_alpha * grad.sign()
-                delta = torch.clamp(x_adv - x, min=-eps, max=eps)
-            else:
-                gnorm = grad.flatten(1).norm(dim=1).view(-1, *[1] * (x.ndim - 1))
-                # a zero gradient gives no step (no division by 0, no added epsilon)
-                direction = grad / torch.where(gnorm > 0, gnorm, torch.ones_like(gnorm))
-                x_adv = x_adv.detach() + scaled_alpha * direction
-                delta = _project(x_adv - x, eps, norm)
-            x_adv = torch.clamp(x + delta, min=0, max=1)
+        x_adv = _step(x, x_adv, grad, scaled_alpha, eps, norm)
     x_adv = x_adv.detach()
     if not trace:
         return x_adv
@@ -268,29 +231,66 @@ def _pgd_loop(model, x, y, eps, norm, steps, alpha, random_start, targeted, seed
             _check_logits(logits, y)
         losses.append(F.cross_entropy(logits, y, reduction="none"))
         logits_seq.append(logits)
-        norms.append(_per_image_norm(x_adv - x, norm))
+        norms.append(per_image_norm(x_adv - x, norm))
     settings = dict(eps=eps, norm=norm, steps=steps, step_size=alpha, targeted=targeted,
                     random_start=bool(random_start and eps > 0))
     return x_adv, PGDTrace(torch.stack(losses), torch.stack(logits_seq), torch.stack(norms), settings)
 
 
-@contextmanager
-def _eval_mode(model: nn.Module):
-    """Run ``model`` in eval mode inside the block and restore its mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
+@torch.no_grad()
+def _step(x: torch.Tensor, x_adv: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float,
+          norm: str) -> torch.Tensor:
+    """One projected step: ``x_adv + alpha * direction(grad)`` (sign for l_inf, the unit l_2
+    direction, no step for a zero gradient), projected onto the eps-ball around x and
+    clamped to [0, 1]. A negative alpha descends (a targeted attack)."""
+    x_adv = x_adv.detach() + alpha * ascent_direction(grad, norm)
+    return torch.clamp(x + project_ball(x_adv - x, eps, norm), min=0, max=1)
 
 
-def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return fallback
+def trades_attack(model: nn.Module, x: torch.Tensor, *, eps: float, norm: str = "linf", steps: int = 10,
+                  step_size: Optional[float] = None) -> torch.Tensor:
+    """TRADES' inner maximisation (Zhang et al., "Theoretically Principled Trade-off between
+    Robustness and Accuracy", ICML 2019, Eq. 5 and the authors' ``trades.py``; docs/methods.md,
+    TRADES): projected gradient ascent on KL(softmax f(x) || softmax f(x')), summed over the
+    batch, over x' in the eps-ball around x. No labels: the attack moves away from the
+    model's own prediction at x.
+
+    Start ``x + 0.001 * N(0, I)`` (the global torch RNG, as the authors; the training loop
+    seeds it); then the steps of :func:`pgd` (l_inf ``sign(grad)``, l_2 ``grad / |grad|_2``
+    times ``step_size``, projection onto the eps-ball and a clamp to [0, 1]). The model runs
+    in eval mode (its mode is restored) and is left unchanged.
+
+    Args:
+        model: classifier (N, C, H, W) in [0, 1] -> logits (N, K).
+        x: (N, C, H, W) images in [0, 1].
+        eps: ball radius in [0, 1] pixel units (0: returns a copy of x).
+        norm: ``"linf"`` (default) or ``"l2"``.
+        steps: gradient steps (default 10; the authors: 40 on MNIST, 10 on CIFAR-10; 0:
+            returns a copy of x).
+        step_size: default :func:`default_step_size` (2.5 * eps / steps; the authors use
+            0.01 with 40 steps on MNIST).
+
+    Returns:
+        x_adv (N, C, H, W) in [0, 1], within eps of x in ``norm``, detached.
+
+    Raises:
+        ValueError: unknown norm, an l_inf eps above 1, a non-finite eps or step size.
+    """
+    if eps <= 0 or steps < 1:
+        return x.detach().clone()
+    _check_settings(eps, norm, steps, step_size)
+    step = default_step_size(eps, steps) if step_size is None else float(step_size)
+    x = x.detach()
+    with eval_mode(model), torch.enable_grad():
+        with torch.no_grad():
+            log_p = F.log_softmax(model(x), 1)
+        x_adv = x + 0.001 * torch.randn_like(x)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            kl = F.kl_div(F.log_softmax(model(x_adv), 1), log_p, reduction="sum", log_target=True)
+            (grad,) = torch.autograd.grad(kl, x_adv)
+            x_adv = _step(x, x_adv, grad, step, eps, norm)
+    return x_adv.detach()
 
 
 @torch.no_grad()
@@ -322,7 +322,7 @@ def robust_accuracy(
     attack with these settings (one restart), computed in chunks of ``batch_size`` (the
     model is evaluated in eval mode and left in its mode)."""
     correct = 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for i in range(0, len(x), batch_size):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             x_adv = pgd(model, xb, yb, eps=eps, norm=norm, steps=steps, step_size=step_size,
@@ -400,26 +400,58 @@ def accuracy_vs_eps(
         progress: ``progress(fraction, message)`` after each (eps, chunk).
 
     Returns:
-        np.ndarray float64 (len(eps_grid),) of accuracies in [0, 1].
+        np.ndarray float64 (len(eps_grid),) of accuracies in [0, 1]: the mean over the
+        images of :func:`robust_at_eps`.
 
     Raises:
         ValueError: bad images/labels (see :func:`pgd`); an empty, unsorted, negative or
             non-finite grid; an l_inf eps above 1; steps < 1; step_size <= 0;
             batch_size < 1; unknown norm.
     """
+    flags = robust_at_eps(model, x, y, eps_grid, norm=norm, steps=steps, step_size=step_size,
+                          random_start=random_start, seed=seed, batch_size=batch_size, nested=nested,
+                          progress=progress)
+    return flags.double().mean(dim=0).numpy() if len(flags) else np.zeros(flags.shape[1], dtype=np.float64)
+
+
+def robust_at_eps(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps_grid: Sequence[float],
+    *,
+    norm: str = "linf",
+    steps: int = 40,
+    step_size: Optional[float] = None,
+    random_start: bool = True,
+    seed: Optional[int] = 0,
+    batch_size: int = 500,
+    nested: bool = True,
+    progress: Optional[Progress] = None,
+) -> torch.Tensor:
+    """Per image and eps: is the image still classified correctly after the attack?
+    What :func:`accuracy_vs_eps` averages (same arguments, same attacks, same seeds).
+
+    Returns:
+        bool tensor (N, len(eps_grid)) on the CPU; with ``nested`` each row is
+        non-increasing (True up to the first eps that breaks the image).
+
+    Raises:
+        ValueError: as :func:`accuracy_vs_eps`.
+    """
     check_images(x)
     grid = _check_grid(eps_grid)
     for e in grid:
         _check_settings(float(e), norm, steps, step_size)
-    y = _labels(y, x, "y")
+    y = as_labels(y, len(x), name="y", device=x.device)
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     batch_size = int(batch_size)
     n = len(x)
-    acc = np.zeros(len(grid), dtype=np.float64)
+    flags = torch.zeros(n, len(grid), dtype=torch.bool)
     if n == 0:
-        return acc
-    device = _model_device(model, x.device)
+        return flags
+    device = model_device(model, x.device)
     y_cpu = y.cpu()
 
     def correct_on(idx: torch.Tensor, eps: float, k: Optional[int]) -> torch.Tensor:
@@ -441,7 +473,7 @@ def accuracy_vs_eps(
         return out
 
     everyone = torch.arange(n)
-    with _eval_mode(model):
+    with eval_mode(model):
         if nested:
             alive = correct_on(everyone, 0.0, None) if grid[0] > 0 else None
             for k, eps in enumerate(grid):
@@ -453,11 +485,11 @@ def accuracy_vs_eps(
                 else:
                     alive = torch.zeros(n, dtype=torch.bool)
                     report(progress, (k + 1) / len(grid), f"{norm} eps {eps:g}: no image left to attack")
-                acc[k] = alive.sum().item() / n
+                flags[:, k] = alive
         else:
             for k, eps in enumerate(grid):
-                acc[k] = correct_on(everyone, float(eps), k).sum().item() / n
-    return acc
+                flags[:, k] = correct_on(everyone, float(eps), k)
+    return flags
 
 
 def _check_curve(eps_grid, accuracy) -> tuple[np.ndarray, np.ndarray]:
@@ -677,10 +709,10 @@ def run_attack(
             outside [0, K).
     """
     check_images(x)
-    labels = _labels(labels, x, "labels").cpu()
-    device = _model_device(model, x.device)
+    labels = as_labels(labels, len(x), name="labels", device="cpu")
+    device = model_device(model, x.device)
     xd = x.detach().to(device)
-    with torch.no_grad(), _eval_mode(model):
+    with torch.no_grad(), eval_mode(model):
         probs_before = torch.softmax(model(xd), dim=1)
     k = probs_before.shape[1]
     if len(labels) and (int(labels.max()) >= k or int(labels.min()) < -1):
@@ -688,13 +720,8 @@ def run_attack(
     if target is None:
         y = torch.where(labels >= 0, labels, probs_before.argmax(1).cpu())
     else:
-        y = torch.as_tensor(target).long().reshape(-1).cpu()
-        if y.numel() == 1:
-            y = y.expand(len(x)).clone()
-        if len(y) != len(x):
-            raise ValueError(f"target has {len(y)} classes for {len(x)} images")
-        if (y < 0).any() or (y >= k).any():
-            raise ValueError(f"target classes must lie in [0, {k}), got {y.tolist()[:10]}")
+        y = as_labels(target, len(x), name="target", device="cpu", broadcast=True).clone()
+        check_classes(y, k, "target classes")
         same = ((y == labels) & (labels >= 0)).nonzero().flatten()
         if len(same):
             raise ValueError(
@@ -766,9 +793,9 @@ def targeted_class_sweep(
     if x.shape[0] != 1:
         raise ValueError(f"targeted_class_sweep takes one image, (C, H, W) or (1, C, H, W); got {tuple(x.shape)}")
     _check_settings(eps, norm, steps, step_size)
-    device = _model_device(model, x.device)
+    device = model_device(model, x.device)
     xd = x.detach().to(device)
-    with torch.no_grad(), _eval_mode(model):
+    with torch.no_grad(), eval_mode(model):
         k = model(xd).shape[1]
     if classes is None:
         targets = torch.arange(k)

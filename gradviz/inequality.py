@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradviz.tensors import as_labels
 from gradviz.utils import Progress, check_images, report
 
 __all__ = [
@@ -509,15 +510,56 @@ def noise_error_rate(
     n_feat = math.prod(x.shape[1:])
     for k in ks:
         resolve_k(k, n_feat)  # every k checked before any work
-    y_t = _as_labels(y, x)
+    y_t = as_labels(y, len(x), device=x.device)
     among_t = _resolve_among(model, x, y_t, among, batch_size)
-    rates = []
+    flips = noise_flips(model, x[among_t], y_t[among_t], attr[among_t], ks, mode=mode, noise=noise, random=random,
+                        seed=seed, batch_size=batch_size, progress=progress)
+    if not len(flips):
+        return torch.full((len(ks),), float("nan"), dtype=torch.float64)
+    return flips.double().mean(dim=0).cpu()
+
+
+def noise_flips(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: ArrayLike,
+    attribution: ArrayLike,
+    ks: Iterable[Union[int, float]],
+    *,
+    mode: str = "add",
+    noise: str = "normal",
+    random: bool = False,
+    seed: SeedLike = 0,
+    batch_size: int = 500,
+    progress: Optional[Progress] = None,
+) -> torch.Tensor:
+    """Per image and k: does :func:`inductive_noise` on the top-k (or random-k) features
+    change the prediction away from ``y``? What :func:`noise_error_rate` averages.
+
+    Args: as :func:`noise_error_rate`, without ``among`` (every image is perturbed).
+
+    Returns:
+        bool tensor (N, len(ks)) on ``x``'s device: True where the noisy image's prediction
+        is not ``y``.
+
+    Raises:
+        ValueError: as :func:`inductive_noise`; ``y`` of the wrong length; empty ``ks``.
+    """
+    ks = list(ks)
+    if not ks:
+        raise ValueError("ks is empty: give at least one k (count or fraction)")
+    check_images(x)
+    attr = _check_attribution(attribution, x)
+    y_t = as_labels(y, len(x), device=x.device)
+    out = torch.zeros(len(x), len(ks), dtype=torch.bool, device=x.device)
+    if not len(x):
+        return out
     for j, k in enumerate(ks):
-        x_noisy = inductive_noise(x[among_t], attr[among_t], k, mode=mode, noise=noise,
-                                  random=random, seed=seed)
-        rates.append(_flip_rate(model, x_noisy, y_t[among_t], batch_size))
+        x_noisy = inductive_noise(x, attr, k, mode=mode, noise=noise, random=random, seed=seed)
+        with torch.no_grad():
+            out[:, j] = _predict(model, x_noisy, batch_size) != y_t
         report(progress, (j + 1) / len(ks), f"inductive noise: k {k} ({j + 1}/{len(ks)})")
-    return torch.tensor(rates, dtype=torch.float64)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -638,7 +680,7 @@ def inductive_occlusion(
     rs = _int_grid("radii", radii, 1, None, "")
     if isinstance(colour, bool) or not isinstance(colour, Real) or not 0.0 <= float(colour) <= 1.0:
         raise ValueError(f"colour must be a number in [0, 1] (0 black, 1 white); got {colour!r}")
-    y_t = _as_labels(y, x)
+    y_t = as_labels(y, len(x), device=x.device)
     among_t = _resolve_among(model, x, y_t, among, batch_size)
     n_img = x.shape[0]
     dev = x.device
@@ -705,7 +747,7 @@ def common_correct_mask(
         ValueError: no models; bad ``x`` or ``y``.
     """
     check_images(x)
-    y_t = _as_labels(y, x)
+    y_t = as_labels(y, len(x), device=x.device)
     if isinstance(models, nn.Module):
         models = [models]
     elif isinstance(models, Mapping):
@@ -747,7 +789,7 @@ def error_rate(
         ValueError: bad ``x``, ``y`` or ``among`` (wrong length or dtype).
     """
     check_images(x)
-    y_t = _as_labels(y, x)
+    y_t = as_labels(y, len(x), device=x.device)
     among_t = torch.ones(x.shape[0], dtype=torch.bool, device=x.device) if among is None \
         else _as_mask(among, x)
     return _flip_rate(model, x[among_t], y_t[among_t], batch_size)
@@ -792,15 +834,6 @@ def _check_attribution(attribution: ArrayLike, x: torch.Tensor) -> torch.Tensor:
             f"attribution must have the images' shape {tuple(x.shape)}; got {tuple(t.shape)}"
         )
     return t.to(x.device)
-
-
-def _as_labels(y: ArrayLike, x: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(y)
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise ValueError(f"y must hold integer class indices; got dtype {t.dtype}")
-    if t.ndim != 1 or t.shape[0] != x.shape[0]:
-        raise ValueError(f"y must have shape ({x.shape[0]},), one label per image; got {tuple(t.shape)}")
-    return t.to(device=x.device, dtype=torch.int64)
 
 
 def _as_mask(among: ArrayLike, x: torch.Tensor) -> torch.Tensor:

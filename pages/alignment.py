@@ -2,18 +2,24 @@
 GAN residuals, alpha_dx and alpha_x (docs/methods.md section 1, Bigolin Lanfredi et al.).
 
 UI only: read the widgets, call gradviz (through gradviz.ui.alignment_cache), draw
-gradviz.alignment_figures.
+gradviz.viz.alignment.
 """
 
 import streamlit as st
 
 from gradviz import ui
-from gradviz.alignment_figures import (
-    alpha_histogram_figure, alpha_scatter_figure, residual_figure, residual_figure_to_npz,
-)
 from gradviz.generative import DEFAULT_STEPS, FAST_STEPS
-from gradviz.figures import model_colours, short_model_name
-from gradviz.ui.alignment_cache import cached_generator, dataset_alignment, find_generator, image_alignment
+from gradviz.viz.alignment import alpha_histogram_figure, alpha_scatter_figure, residual_figure
+from gradviz.viz.common import short_model_name
+from gradviz.viz.export import residual_figure_to_npz
+from gradviz.viz.style import model_colours
+from gradviz.ui.alignment_cache import (
+    cached_generator,
+    dataset_alignment,
+    find_generator,
+    image_alignment,
+    stored_alignment,
+)
 from gradviz.ui.widgets import parse_indices
 
 ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
@@ -165,7 +171,7 @@ ui.download_buttons(fig, lambda: residual_figure_to_npz(
                                   "generator": generator.gradviz_info.get("fingerprint")}),
     stem="alignment_residuals", key="align_fig",
     data_help="NumPy .npz: x, dx_hat, indices, labels, targets, model_names, gradients (signed, unscaled), "
-              "alpha_dx, dx_true where known, settings (gradviz.alignment_figures.residual_figure_to_npz).")
+              "alpha_dx, dx_true where known, settings (gradviz.viz.export.residual_figure_to_npz).")
 st.caption(
     "Signed maps (dx̂" + (", the true dx" if has_true else "") + " and the gradients) are summed over channels "
     "and each divided by its own largest |value| (a display step): compare directions, not sizes. "
@@ -187,13 +193,17 @@ with st.form("align_form", border=True):
 request = (state.dataset, names, versions, state.device, n_images, tuple(steps), gen_path, gen_version)
 if submitted:
     st.session_state["align_request"] = request
-if st.session_state.get("align_request") == request:
-    try:
+try:
+    if st.session_state.get("align_request") == request:
         res = dataset_alignment(names, state.device, versions, state.dataset, n_images, gen_path=gen_path,
                                 gen_version=gen_version, steps=tuple(steps))
-    except (ValueError, RuntimeError) as err:
-        st.error(f"The computation failed: {err}", icon=":material/error:")
-        st.stop()
+    else:  # stored results of these settings (the shipped models' defaults ship) draw at once
+        res = stored_alignment(names, state.device, versions, state.dataset, n_images, gen_path=gen_path,
+                               gen_version=gen_version, steps=tuple(steps))
+except (ValueError, RuntimeError) as err:
+    st.error(f"The computation failed: {err}", icon=":material/error:")
+    st.stop()
+if res is not None:
     table = res.table()
     st.dataframe(table, hide_index=True, key="align_table")
     order = " > ".join(table.sort_values("mean α_dx", ascending=False)["model"].tolist())
@@ -216,5 +226,5 @@ if st.session_state.get("align_request") == request:
     st.plotly_chart(sfig, width="stretch", theme=None, key="align_scatter_chart", config=CHART_CONFIG)
     ui.download_buttons(sfig, res.to_npz, stem="alignment_scatter", key="align_scatter", data_help=DATASET_NPZ_HELP)
 else:
-    st.info("Press **Compute** (again after changing the models, the number of images or the projection steps).",
-            icon=":material/info:")
+    st.info("Press **Compute**: these models and settings have no stored results yet (the shipped models' results "
+            "for the default settings ship with gradviz and show at once).", icon=":material/info:")

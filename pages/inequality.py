@@ -2,7 +2,7 @@
 noise and occlusion that exploit an unequal map (docs/methods.md section 3).
 
 UI only: read the widgets, call gradviz.inequality (through gradviz.ui.inequality_cache),
-draw gradviz.inequality_figures.
+draw gradviz.viz.inequality.
 """
 
 import pandas as pd
@@ -11,14 +11,21 @@ import torch
 
 from gradviz import ui
 from gradviz.attribution import METHODS
-from gradviz.figures import short_model_name
 from gradviz.inequality import block_sums
-from gradviz.inequality_figures import (
-    examples_to_npz, gini_histogram_figure, gini_to_csv, image_inequality_figure, image_to_npz, lorenz_figure,
-    model_colours, noise_error_figure, noise_to_csv, occlusion_error_figure, occlusion_to_csv,
+from gradviz.ui.inequality_cache import (
+    cached_examples,
+    cached_image_attributions,
+    dataset_inequality,
+    parse_k_list,
+    stored_inequality,
+)
+from gradviz.viz.common import short_model_name
+from gradviz.viz.export import examples_to_npz, gini_to_csv, image_to_npz, noise_to_csv, occlusion_to_csv
+from gradviz.viz.inequality import (
+    gini_histogram_figure, image_inequality_figure, lorenz_figure, noise_error_figure, occlusion_error_figure,
     perturbed_examples_figure,
 )
-from gradviz.ui.inequality_cache import cached_examples, cached_image_attributions, dataset_inequality, parse_k_list
+from gradviz.viz.style import model_colours
 
 ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
 
@@ -119,7 +126,7 @@ ui.download_buttons(fig, lambda: image_to_npz(x[0], {n: a[0] for n, a in attrs.i
                                               settings={"index": index, "method": method, "n_steps": n_steps}),
                     stem="inequality_image", key="ineq_img",
                     data_help="NumPy .npz: x, model_names, attributions (signed), gini, regional_gini, Lorenz "
-                              "curves, settings (gradviz.inequality_figures.image_to_npz).")
+                              "curves, settings (gradviz.viz.export.image_to_npz).")
 st.caption("Maps: |attribution| summed over channels, each divided by its own largest value (display "
            "only). Gini and Lorenz curves use |attribution| over all C·H·W entries"
            + (f"; the regional Gini its sums over {block_ok} × {block_ok} blocks." if block_ok else "."))
@@ -159,17 +166,21 @@ request = (state.dataset, names, state.device, n_images, method, n_steps, block_
            by_magnitude, seed, radii_t, n_pixels, colour)
 if submitted:
     st.session_state["ineq_request"] = request
-if not ks:
-    st.warning("Give at least one valid k to compute the error rates.", icon=":material/warning:")
-elif st.session_state.get("ineq_request") == request:
+res = None
+if ks:
+    split_settings = dict(method=method, n_steps=n_steps, block=block_ok, k_counts=tuple(ks), noise=noise, mode=mode,
+                          by_magnitude=by_magnitude, seed=seed, radii=radii_t, n_pixels=n_pixels, colour=colour)
     try:
-        res = dataset_inequality(names, state.device, versions, state.dataset, n_images, method=method,
-                                 n_steps=n_steps, block=block_ok, k_counts=tuple(ks), noise=noise, mode=mode,
-                                 by_magnitude=by_magnitude, seed=seed, radii=radii_t, n_pixels=n_pixels,
-                                 colour=colour)
+        if st.session_state.get("ineq_request") == request:
+            res = dataset_inequality(names, state.device, versions, state.dataset, n_images, **split_settings)
+        else:  # stored results of these settings (the shipped models' defaults ship) draw at once
+            res = stored_inequality(names, state.device, versions, state.dataset, n_images, **split_settings)
     except (ValueError, RuntimeError) as err:
         st.error(f"The computation failed: {err}", icon=":material/error:")
         st.stop()
+if not ks:
+    st.warning("Give at least one valid k to compute the error rates.", icon=":material/warning:")
+elif res is not None:
     st.markdown(f"**{res.n_common} of {res.n_images}** test images are classified correctly by every model "
                 f"({', '.join(map(short_model_name, names))}); the error rates are over these. "
                 f"The Gini histograms are over all {res.n_images}.")
@@ -226,8 +237,8 @@ elif st.session_state.get("ineq_request") == request:
         ui.download_buttons(efig, lambda: examples_to_npz(x[0], images, {"index": index, "k": res.k_counts[-1]}),
                             stem="inequality_examples", key="ineq_ex",
                             data_help="NumPy .npz: x, model_names, variants, images (model x variant), settings "
-                                      "(gradviz.inequality_figures.examples_to_npz).")
+                                      "(gradviz.viz.export.examples_to_npz).")
         st.caption("Occlusion: the first setting (n top pixels, radius r) that flips the model, or the largest.")
 else:
-    st.info("Press **Compute** (again after changing the attribution, the block or the settings).",
-            icon=":material/info:")
+    st.info("Press **Compute**: these settings have no stored results yet (the shipped models' results for the "
+            "default settings ship with gradviz and show at once).", icon=":material/info:")

@@ -4,7 +4,8 @@ read-only) and computed arrays (st.cache_data, keyed on plain values, bounded)."
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,32 @@ from torch import nn
 
 from gradviz import data, zoo
 from gradviz.gradients import GradientGrid, compute_gradient_grid
-from gradviz.utils import resolve_device
+from gradviz.utils import Progress, resolve_device
 
-__all__ = ["cached_dataset", "cached_gradient_grid", "cached_model", "load_models", "model_version"]
+__all__ = ["cached_dataset", "cached_gradient_grid", "cached_model", "load_models", "model_version", "progress_bar"]
+
+
+@contextmanager
+def progress_bar() -> Iterator[Progress]:
+    """A library ``progress(fraction, message)`` callback drawn as an ``st.progress`` bar.
+
+    The bar appears at the first report below 100 % (a study that finds everything stored
+    draws none) and is removed when the block ends, also when a rerun interrupts it."""
+    bar = None
+
+    def progress(fraction: float, message: str) -> None:
+        nonlocal bar
+        if bar is None:
+            if fraction >= 1.0:
+                return
+            bar = st.progress(0.0, text=message)
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.empty()
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the dataset…")

@@ -1,0 +1,29 @@
+"""Dataset-wide studies: one module per analysis, no Streamlit, stored and resumable.
+
+Each module has a ``run(models, *, dataset, split, n, device, progress, store, **settings)``
+function returning a result with ``table()`` (a pandas DataFrame, one row per model) and
+``to_npz()``; its ``Settings`` dataclass lists the settings, its ``STUDY`` says how the
+images are chunked and stored (:mod:`gradviz.studies.store`: a run killed at any moment
+resumes where it stopped, with the same numbers).
+
+============== ============================================================================
+robustness     accuracy vs eps under nested PGD, eps50 (docs/methods.md section 1)
+inequality     Gini, regional Gini, Lorenz curves, inductive noise and occlusion (section 3)
+alignment      closest class, GAN residuals, alpha_dx, alpha_x (section 1)
+============== ============================================================================
+
+The per-image counterpart (a few chosen images, all attribution methods, at interactive
+speed) is :func:`gradviz.gradients.compute_gradient_grid`; it stays outside this package
+because it stores nothing and takes images rather than a split.
+
+From the command line: ``python -m gradviz study NAME --models A B --n N [--out DIR]``.
+"""
+
+from gradviz.studies import alignment, inequality, robustness
+from gradviz.studies.base import NotStored, StudyResult, run_study
+from gradviz.studies.store import ChunkStore
+
+#: name -> study module (each with ``STUDY``, ``Settings``, ``run``).
+STUDIES = {m.STUDY.name: m for m in (robustness, inequality, alignment)}
+
+__all__ = ["STUDIES", "ChunkStore", "NotStored", "StudyResult", "alignment", "inequality", "robustness", "run_study"]
