@@ -22,13 +22,13 @@ _SUBMODULES = (
     "attacks",
     "attribution",
     "data",
-    "figures",
     "generative",
     "gradients",
     "inequality",
     "nets",
     "training",
     "utils",
+    "viz",
     "zoo",
 )
 

@@ -5,7 +5,7 @@ notebook user calls to get the same numbers::
 
     from gradviz import data, zoo
     from gradviz.gradients import compute_gradient_grid, pick_indices
-    from gradviz.figures import gradient_grid_figure
+    from gradviz.viz.gradients import gradient_grid_figure
 
     ds = data.load_dataset("mnist-5k", "test")
     idx = pick_indices(len(ds), "index", indices=range(8))

@@ -2,7 +2,7 @@
 gradients view.
 
 UI only: read the widgets, call gradviz.attacks (through gradviz.ui.attack_cache), draw
-gradviz.attack_figures.
+gradviz.viz.attack.
 """
 
 import math
@@ -12,10 +12,8 @@ import streamlit as st
 import torch
 
 from gradviz import ui, zoo
-from gradviz.attack_figures import (
-    accuracy_vs_eps_figure, attack_panels_figure, attack_to_npz, curves_to_csv, loss_trace_figure,
-    pag_grid_figure, sweep_to_npz,
-)
+from gradviz.viz.attack import accuracy_vs_eps_figure, attack_panels_figure, loss_trace_figure, pag_grid_figure
+from gradviz.viz.export import attack_to_npz, curves_to_csv, sweep_to_npz
 from gradviz.attacks import PAG_EPS, PAG_STEPS, eps50, format_eps50
 from gradviz.ui.attack_cache import cached_accuracy_curve, cached_attacks, cached_sweeps, parse_eps_grid
 
@@ -113,7 +111,7 @@ fig = attack_panels_figure(
 st.plotly_chart(fig, width="content", theme=None, key="atk_chart", config=CHART_CONFIG)
 ui.download_buttons(fig, lambda: attack_to_npz(results), stem="attack", key="atk",
                     data_help="NumPy .npz: x, labels, x_adv, probs_before/after, and per PGD step loss, norm, "
-                              "logits; settings (gradviz.attack_figures.attack_to_npz).")
+                              "logits; settings (gradviz.viz.export.attack_to_npz).")
 eps_shown = f"{eps * 255:g}/255" if unit > 1 else f"{eps:g}"
 rows = []
 for n, r in results.items():
@@ -223,7 +221,7 @@ if st.session_state.get("atk_pag_request") == pag_request:
                                                    {"eps": pag_eps, "steps": pag_steps, "index": index}),
                         stem="perceptually_aligned", key="atk_pag",
                         data_help="NumPy .npz: x, model_names, classes, images (model x target class), settings "
-                                  "(gradviz.attack_figures.sweep_to_npz).")
+                                  "(gradviz.viz.export.sweep_to_npz).")
 else:
     st.info("Press **Attack toward every class** (again after changing the image or the settings).",
             icon=":material/info:")

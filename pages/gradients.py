@@ -1,13 +1,14 @@
 """Gradients: each model's input-gradient map beside each chosen image.
 
 UI only: read the widgets, call gradviz.gradients.compute_gradient_grid (through a cache),
-draw gradviz.figures.gradient_grid_figure.
+draw gradviz.viz.gradients.gradient_grid_figure.
 """
 
 import streamlit as st
 
 from gradviz import ui
-from gradviz.figures import gradient_grid_figure, grid_to_npz
+from gradviz.viz.export import grid_to_npz
+from gradviz.viz.gradients import gradient_grid_figure
 
 ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
 
@@ -94,7 +95,7 @@ st.plotly_chart(
 )
 ui.download_buttons(fig, lambda: grid_to_npz(grid), stem="gradients", key="grad",
                     data_help="NumPy .npz: x, labels, model_names, attributions (signed, before display), maps, "
-                              "logits, probabilities, predictions, targets, settings (gradviz.figures.grid_to_npz).")
+                              "logits, probabilities, predictions, targets, settings (gradviz.viz.export.grid_to_npz).")
 st.caption(
     "Each map is the attribution of the target class's "
     + ("logit" if grid.objective == "logit" else "cross-entropy loss")

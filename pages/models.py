@@ -1,14 +1,14 @@
 """Models: the zoo's table (shipped and yours), a model's training curves and, for AGR, its
 gradient diagnostics; eps50 on request; training from the app; bringing your own checkpoint.
 
-UI only: cards from gradviz.zoo, figures from gradviz.model_figures, the forms in
+UI only: cards from gradviz.zoo, figures from gradviz.viz.models, the forms in
 gradviz.ui.models_forms (training runs in gradviz.training.jobs).
 """
 
 import streamlit as st
 
 from gradviz import ui, zoo
-from gradviz.model_figures import (
+from gradviz.viz.models import (
     agr_diagnostics_figure, gradient_cosines_figure, has_agr_diagnostics, has_gradient_cosines, training_curves_figure,
 )
 from gradviz.ui import models_forms

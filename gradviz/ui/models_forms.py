@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import streamlit as st
 
 from gradviz import zoo
-from gradviz.attack_figures import accuracy_vs_eps_figure
+from gradviz.viz.attack import accuracy_vs_eps_figure
 from gradviz.data import DATASETS
-from gradviz.model_figures import live_loss_figure
+from gradviz.viz.models import live_loss_figure
 from gradviz.nets import ARCHITECTURES
 from gradviz.training import (
     AGR_BASES, ATTACK_METHODS, EVAL_ATTACKS, LALPHA_LAMBDA, METHODS, PAG_LAMBDA, PAG_TARGETS, TrainConfig,

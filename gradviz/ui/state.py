@@ -13,7 +13,7 @@ import streamlit as st
 
 from gradviz import zoo
 from gradviz.data import DATASETS
-from gradviz.figures import short_model_name
+from gradviz.viz.common import short_model_name
 from gradviz.utils import available_devices
 
 __all__ = [

@@ -14,7 +14,7 @@ import torch
 
 from gradviz.attribution import CHANNEL_REDUCTIONS, METHODS, OBJECTIVES
 from gradviz.data import ImageDataset, dataset_info
-from gradviz.figures import MIME_TYPES, STATIC_FORMATS, figure_to_bytes, static_export_available
+from gradviz.viz.export import MIME_TYPES, STATIC_FORMATS, figure_to_bytes, static_export_available
 from gradviz.gradients import UNKNOWN_LABEL, pick_indices
 from gradviz.ui.uploads import UPLOAD_HELP, UPLOAD_TYPES, UploadResult, read_upload
 

@@ -1,10 +1,6 @@
-"""Tests for gradviz.figures: the gradient-grid figure and its exports."""
+"""Tests for gradviz.viz.gradients: the gradient-grid figure (its exports: test_viz_export)."""
 
 from __future__ import annotations
-
-import io
-import json
-import os
 
 import numpy as np
 import plotly.graph_objects as go
@@ -12,18 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from gradviz.figures import (
-    DIVERGING_COLORSCALE,
-    StaticExportUnavailable,
-    export_figure,
-    figure_to_bytes,
-    find_browser,
-    gradient_grid_figure,
-    grid_to_npz,
-    short_model_name,
-    static_export_available,
-)
 from gradviz.gradients import compute_gradient_grid
+from gradviz.viz.common import short_model_name
+from gradviz.viz.gradients import gradient_grid_figure
+from gradviz.viz.style import DIVERGING_COLORSCALE
 
 N, H, W, K = 3, 8, 8, 4
 CLASSES = ["zero", "one", "two", "three"]
@@ -47,12 +35,6 @@ def make_grid(channels: int = 1, **kwargs):
 
 def map_traces(fig: go.Figure) -> list:
     return [t for t in fig.data if getattr(t, "coloraxis", None) == "coloraxis"]
-
-
-def test_short_model_name():
-    assert short_model_name("mnist-5k/pgd-linf") == "pgd-linf"
-    assert short_model_name("/tmp/x/my model.pt") == "my model"
-    assert short_model_name("plain") == "plain"
 
 
 def test_grid_figure_panels_titles_and_colour_axis():
@@ -130,64 +112,3 @@ def test_rgb_inputs_and_channel_reduction():
     none = make_grid(channels=3, channel_reduction="none")
     with pytest.raises(ValueError, match="channel reduction"):
         gradient_grid_figure(none)
-
-
-def test_npz_round_trip():
-    grid = make_grid(method="integrated_gradients", n_steps=4, clip=(1.0, 99.0))
-    data = np.load(io.BytesIO(grid_to_npz(grid)), allow_pickle=False)
-    assert list(data["model_names"]) == grid.model_names
-    assert list(data["names"]) == grid.names
-    np.testing.assert_array_equal(data["x"], grid.x.numpy())
-    np.testing.assert_array_equal(data["labels"], grid.labels.numpy())
-    assert data["attributions"].shape == (2, N, 1, H, W)
-    assert data["maps"].shape == (2, N, 1, H, W)
-    assert data["logits"].shape == data["probabilities"].shape == (2, N, K)
-    assert data["predictions"].shape == data["targets"].shape == (2, N)
-    for j, name in enumerate(grid.model_names):
-        np.testing.assert_array_equal(data["attributions"][j], grid.attributions[name].numpy())
-        np.testing.assert_array_equal(data["predictions"][j], grid.predictions[name].numpy())
-    settings = json.loads(str(data["settings"]))
-    assert settings["method"] == "integrated_gradients"
-    assert settings["options"] == {"n_steps": 4} and settings["clip"] == [1.0, 99.0]
-
-
-def test_html_export_is_standalone():
-    fig = gradient_grid_figure(make_grid(), CLASSES)
-    html = figure_to_bytes(fig, "html").decode("utf-8")
-    assert html.lstrip().lower().startswith("<html") or html.lstrip().lower().startswith("<!doctype")
-    assert 'src="https://cdn.plot.ly' not in html  # plotly.js embedded: works offline
-    assert "Plotly.newPlot" in html and len(html) > 1_000_000
-    with pytest.raises(ValueError, match="unknown export format"):
-        figure_to_bytes(fig, "bmp")
-
-
-def test_static_export_reports_a_missing_browser(monkeypatch):
-    monkeypatch.setenv("BROWSER_PATH", "/nonexistent/chromium")
-    assert find_browser() is None
-    assert not static_export_available()
-    fig = gradient_grid_figure(make_grid(), CLASSES)
-    with pytest.raises(StaticExportUnavailable, match="Chrome or Chromium"):
-        figure_to_bytes(fig, "png")
-    assert figure_to_bytes(fig, "html")  # HTML needs no browser
-
-
-def test_static_exports():
-    if not static_export_available():
-        msg = "no Chrome/Chromium for kaleido (install chromium or set BROWSER_PATH)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    fig = gradient_grid_figure(make_grid(), CLASSES, panel_size=100)
-    out = export_figure(fig, ("png", "svg", "pdf"), scale=1)  # one browser for the three
-    png = out["png"]
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    width = int.from_bytes(png[16:20], "big")
-    height = int.from_bytes(png[20:24], "big")
-    assert (width, height) == (fig.layout.width, fig.layout.height)
-    assert b"<svg" in out["svg"][:500]
-    assert out["pdf"].startswith(b"%PDF")
-    # figure_to_bytes: one format per call, PNG at scale 2 by default.
-    png2 = figure_to_bytes(fig, "png")
-    assert int.from_bytes(png2[16:20], "big") == 2 * fig.layout.width
-    with pytest.raises(ValueError, match="not a static export format"):
-        export_figure(fig, ("html",))

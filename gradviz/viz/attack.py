@@ -1,5 +1,4 @@
-"""Plotly figure builders of the Attack page (arrays in, ``go.Figure`` out) and the numbers
-behind them. To be merged into :mod:`gradviz.figures` later.
+"""The Attack page's figures (arrays in, ``go.Figure`` out).
 
 * :func:`attack_panels_figure`: per model, x | x_adv | the perturbation (diverging scale
   centred on 0, amplified, the factor in the labels), titled with the predictions.
@@ -7,86 +6,31 @@ behind them. To be merged into :mod:`gradviz.figures` later.
 * :func:`accuracy_vs_eps_figure`: accuracy-vs-eps curves with the 50 % line and eps50.
 * :func:`pag_grid_figure`: the "perceptually aligned gradients" grid, one row per model,
   one column per target class.
-* :func:`curves_to_csv`, :func:`attack_to_npz`, :func:`sweep_to_npz`: the numbers.
 
-Figures export with :func:`gradviz.figures.figure_to_bytes` (PNG/SVG/PDF/HTML).
+Their numbers: :func:`gradviz.viz.export.curves_to_csv`, :func:`~gradviz.viz.export.attack_to_npz`,
+:func:`~gradviz.viz.export.sweep_to_npz`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gradviz.figures import PALETTE, as_array as _np, class_name as _cls, short_model_name as _short
-
-if TYPE_CHECKING:
-    from gradviz.attacks import AttackResult
+from gradviz.viz.common import as_array, chw, class_name, image_trace, prediction_text, short_model_name
+from gradviz.viz.common import subplot_image_axes
+from gradviz.viz.style import DIVERGING_COLORSCALE, LAYOUT, PALETTE
 
 __all__ = [
     "accuracy_vs_eps_figure",
     "attack_panels_figure",
-    "attack_to_npz",
-    "curves_to_csv",
     "loss_trace_figure",
     "pag_grid_figure",
-    "sweep_to_npz",
 ]
-
-#: Diverging colour scale of signed maps (blue negative, white 0, red positive); the same as
-#: :data:`gradviz.figures.DIVERGING_COLORSCALE`.
-DIVERGING_COLORSCALE = "RdBu_r"
-_FONT = "Inter, Helvetica, Arial, sans-serif"
-_WRONG = "#b2182b"
-
-
-
-def _chw(a, what: str) -> np.ndarray:
-    a = _np(a)
-    if a.ndim == 4 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 3 or a.shape[0] not in (1, 3):
-        raise ValueError(f"{what} must be one image (C, H, W) with C = 1 or 3, got shape {a.shape}")
-    return a
-
-
-def _image_trace(img: np.ndarray, name: str) -> go.BaseTraceType:
-    """A (C, H, W) image in [0, 1]: grayscale heatmap (C = 1) or RGB image (C = 3)."""
-    if img.shape[0] == 3:
-        rgb = np.clip(np.round(img.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
-        return go.Image(z=rgb, name=name, hovertemplate=f"x %{{x}}, y %{{y}}<br>RGB %{{z}}<extra>{name}</extra>")
-    return go.Heatmap(z=img[0], colorscale="gray", zmin=0.0, zmax=1.0, showscale=False, name=name,
-                      hovertemplate=f"x %{{x}}, y %{{y}}<br>pixel %{{z:.3f}}<extra>{name}</extra>")
-
-
-def _image_axes(fig: go.Figure, n_panels: int) -> None:
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="",
-                     constrain="domain", showline=True, linecolor="#bbbbbb", mirror=True)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="",
-                     autorange="reversed", constrain="domain", showline=True,
-                     linecolor="#bbbbbb", mirror=True)
-    for k in range(1, n_panels + 1):
-        suffix = "" if k == 1 else str(k)
-        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
-    for ann in fig.layout.annotations:
-        ann.font = dict(size=12, family=_FONT)
-
-
-def _pred_text(pred: Optional[tuple], class_names, label: Optional[int]) -> str:
-    if pred is None:
-        return ""
-    k, conf = int(pred[0]), float(pred[1])
-    text = f"{_cls(class_names, k)} ({100 * conf:.1f} %)"
-    if label is not None and label >= 0 and k != label:
-        text = f"<span style='color:{_WRONG}'>{text}</span>"
-    return text
 
 
 def attack_panels_figure(
@@ -105,7 +49,7 @@ def attack_panels_figure(
     """One row per model: the clean image x | the attacked image x_adv | the perturbation.
 
     The perturbation panel shows ``amplify * (x_adv - x)`` (3-channel images: its mean over
-    the channels), clipped to [-1, 1], on :data:`DIVERGING_COLORSCALE` centred on 0
+    the channels), clipped to [-1, 1], on :data:`~gradviz.viz.style.DIVERGING_COLORSCALE` centred on 0
     (``cmid = 0``); its panel title and colour bar name the factor (``× A``) and the pixel
     value that the end of the scale stands for (``±1/A``, [0, 1] pixel units); hovering
     shows the raw value.
@@ -133,8 +77,8 @@ def attack_panels_figure(
         raise ValueError(f"panel_size must be >= 40 pixels; got {panel_size}")
     if not x_adv:
         raise ValueError("x_adv must hold at least one model's attacked image")
-    x0 = _chw(x, "x")
-    adv = {k: _chw(v, f"x_adv[{k!r}]") for k, v in x_adv.items()}
+    x0 = chw(x, "x", channels=(1, 3))
+    adv = {k: chw(v, f"x_adv[{k!r}]", channels=(1, 3)) for k, v in x_adv.items()}
     for k, v in adv.items():
         if v.shape != x0.shape:
             raise ValueError(f"x_adv[{k!r}] has shape {v.shape}, x has {x0.shape}")
@@ -155,34 +99,36 @@ def attack_panels_figure(
     channel_note = " (channel mean)" if x0.shape[0] == 3 else ""
     titles = []
     for k in names:
-        b = _pred_text((before or {}).get(k), class_names, label)
-        a = _pred_text((after or {}).get(k), class_names, label)
-        titles += [f"{_short(k)}: x → {b}" if b else f"{_short(k)}: x",
+        b = prediction_text((before or {}).get(k), class_names, label)
+        a = prediction_text((after or {}).get(k), class_names, label)
+        titles += [f"{short_model_name(k)}: x → {b}" if b else f"{short_model_name(k)}: x",
                    f"x_adv → {a}" if a else "x_adv",
                    f"(x_adv − x) × {amplify:.3g}{channel_note}"]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
                         horizontal_spacing=gap_x / plot_w, vertical_spacing=gap_y / plot_h if rows > 1 else 0.0)
     for i, k in enumerate(names):
-        fig.add_trace(_image_trace(x0, "x"), row=i + 1, col=1)
-        fig.add_trace(_image_trace(adv[k], f"x_adv {_short(k)}"), row=i + 1, col=2)
+        fig.add_trace(image_trace(x0, "x"), row=i + 1, col=1)
+        fig.add_trace(image_trace(adv[k], f"x_adv {short_model_name(k)}"), row=i + 1, col=2)
         d = deltas[k]
         fig.add_trace(go.Heatmap(
-            z=np.clip(amplify * d, -1, 1), customdata=d, coloraxis="coloraxis", name=f"perturbation {_short(k)}",
+            z=np.clip(amplify * d, -1, 1), customdata=d, coloraxis="coloraxis",
+            name=f"perturbation {short_model_name(k)}",
             hovertemplate=("x %{x}, y %{y}<br>x_adv − x = %{customdata:.4f}<br>"
-                           f"shown (× {amplify:.3g}) %{{z:.3f}}<extra>{_short(k)}</extra>"),
+                           f"shown (× {amplify:.3g}) %{{z:.3f}}<extra>{short_model_name(k)}</extra>"),
         ), row=i + 1, col=3)
-    _image_axes(fig, rows * cols)
+    subplot_image_axes(fig, rows * cols)
     if title is None:
-        what = f"label {_cls(class_names, label)}" if label is not None else "label unknown"
-        title = f"PGD attack · {what}" + (f" · target {_cls(class_names, int(target))}" if target is not None else "")
+        what = f"label {class_name(class_names, label)}" if label is not None else "label unknown"
+        if target is not None:
+            what += f" · target {class_name(class_names, int(target))}"
+        title = f"PGD attack · {what}"
     width, height = plot_w + margin["l"] + margin["r"], plot_h + margin["t"] + margin["b"]
     fig.update_layout(
-        width=width, height=height, margin=margin, template="plotly_white",
-        font=dict(family=_FONT, size=12),
+        width=width, height=height, margin=margin, **LAYOUT,
         title=dict(text=title, x=0, xref="paper", y=1 - 12 / height, yanchor="top",
                    font=dict(size=14)) if title else None,
         coloraxis=dict(
-            colorscale=DIVERGING_COLORSCALE, cmid=0.0, cmin=-1.0, cmax=1.0,
+            colorscale=list(DIVERGING_COLORSCALE), cmid=0.0, cmin=-1.0, cmax=1.0,
             colorbar=dict(title=dict(text=f"δ × {amplify:.3g}<br>(±1 = ±{1 / amplify:.3g})", side="top"),
                           lenmode="pixels", len=min(plot_h, 320), y=1, yanchor="top", thickness=14,
                           x=1 + 18 / plot_w, xanchor="left", outlinewidth=0),
@@ -220,19 +166,19 @@ def loss_trace_figure(
         raise ValueError("losses must hold at least one model's trace")
     fig = go.Figure()
     for i, (name, loss) in enumerate(losses.items()):
-        arr = _np(loss)
+        arr = as_array(loss)
         if arr.ndim == 2:
             arr = arr.mean(1)
         if arr.ndim != 1:
             raise ValueError(f"losses[{name!r}] must be (steps + 1,) or (steps + 1, N), got {arr.shape}")
         fig.add_trace(go.Scatter(
-            x=np.arange(len(arr)), y=arr, mode="lines+markers", name=_short(name),
+            x=np.arange(len(arr)), y=arr, mode="lines+markers", name=short_model_name(name),
             line=dict(color=PALETTE[i % len(PALETTE)]), marker=dict(size=4),
-            hovertemplate=f"step %{{x}}<br>loss %{{y:.4g}}<extra>{_short(name)}</extra>",
+            hovertemplate=f"step %{{x}}<br>loss %{{y:.4g}}<extra>{short_model_name(name)}</extra>",
         ))
     what = "cross-entropy w.r.t. the target (falls)" if targeted else "cross-entropy w.r.t. the label (rises)"
     fig.update_layout(
-        template="plotly_white", font=dict(family=_FONT, size=12), height=340,
+        **LAYOUT, height=340,
         margin=dict(l=60, r=20, t=50 if title != "" else 20, b=50),
         title=(title if title is not None else "Loss per PGD step") or None,
         xaxis_title="PGD step", yaxis_title=what, yaxis_type="log" if log_y else "linear",
@@ -267,19 +213,19 @@ def accuracy_vs_eps_figure(
     Raises:
         ValueError: no model or a curve whose length differs from the grid.
     """
-    grid = _np(eps_grid).reshape(-1)
+    grid = as_array(eps_grid).reshape(-1)
     if not curves:
         raise ValueError("curves must hold at least one model's accuracies")
     scale, unit = (255.0, " (/255)") if per_255 else (1.0, " ([0, 1] pixel units)")
     fig = go.Figure()
     for i, (name, acc) in enumerate(curves.items()):
-        a = _np(acc).reshape(-1)
+        a = as_array(acc).reshape(-1)
         if a.shape != grid.shape:
             raise ValueError(f"curve {name!r} has {a.size} points for a grid of {grid.size}")
         fig.add_trace(go.Scatter(
-            x=grid * scale, y=100 * a, mode="lines+markers", name=_short(name),
+            x=grid * scale, y=100 * a, mode="lines+markers", name=short_model_name(name),
             line=dict(color=PALETTE[i % len(PALETTE)]),
-            hovertemplate=f"eps %{{x:.4g}}<br>accuracy %{{y:.1f}} %<extra>{_short(name)}</extra>",
+            hovertemplate=f"eps %{{x:.4g}}<br>accuracy %{{y:.1f}} %<extra>{short_model_name(name)}</extra>",
         ))
     fig.add_trace(go.Scatter(x=[grid.min() * scale, grid.max() * scale], y=[50, 50], mode="lines",
                              line=dict(color="#888888", dash="dash", width=1), name="50 %",
@@ -289,13 +235,13 @@ def accuracy_vs_eps_figure(
         if e is None or not math.isfinite(e):
             continue
         fig.add_trace(go.Scatter(
-            x=[e * scale], y=[50], mode="markers", name=f"eps50 {_short(name)}", showlegend=False,
+            x=[e * scale], y=[50], mode="markers", name=f"eps50 {short_model_name(name)}", showlegend=False,
             marker=dict(symbol="x", size=11, color=PALETTE[i % len(PALETTE)]),
-            hovertemplate=f"eps50 %{{x:.4g}}<extra>{_short(name)}</extra>",
+            hovertemplate=f"eps50 %{{x:.4g}}<extra>{short_model_name(name)}</extra>",
         ))
     nname = {"linf": "l∞", "l2": "l2"}.get(norm, norm)
     fig.update_layout(
-        template="plotly_white", font=dict(family=_FONT, size=12), height=380,
+        **LAYOUT, height=380,
         margin=dict(l=60, r=20, t=50 if title != "" else 20, b=50),
         title=(title if title is not None else f"Accuracy under PGD ({nname})") or None,
         xaxis_title=f"ε, {nname}{unit}", yaxis_title="accuracy (%)",
@@ -339,7 +285,7 @@ def pag_grid_figure(
         raise ValueError(f"panel_size must be >= 30 pixels; got {panel_size}")
     if not images:
         raise ValueError("images must hold at least one model's sweep")
-    arrs = {k: _np(v) for k, v in images.items()}
+    arrs = {k: as_array(v) for k, v in images.items()}
     shapes = {v.shape for v in arrs.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 4:
         raise ValueError(f"every sweep must be one (K, C, H, W) array of the same shape; got {shapes}")
@@ -347,7 +293,7 @@ def pag_grid_figure(
     classes = list(range(k_cls)) if classes is None else [int(c) for c in classes]
     if len(classes) != k_cls:
         raise ValueError(f"{len(classes)} classes for {k_cls} columns")
-    x0 = _chw(x, "x") if x is not None else None
+    x0 = chw(x, "x", channels=(1, 3)) if x is not None else None
     names = list(arrs)
     rows, cols = len(names), k_cls + (x0 is not None)
     gap_x, gap_y = 6, 46 if probs else 30
@@ -357,11 +303,11 @@ def pag_grid_figure(
     plot_h = rows * panel_size + (rows - 1) * gap_y
     titles = []
     for name in names:
-        p = _np(probs[name]).reshape(-1) if probs and name in probs else None
+        p = as_array(probs[name]).reshape(-1) if probs and name in probs else None
         if x0 is not None:
             titles.append("x")
         for j, c in enumerate(classes):
-            t = f"→ {_cls(class_names, c)}"
+            t = f"→ {class_name(class_names, c)}"
             if p is not None:
                 t += f"<br>{100 * p[j]:.0f} %"
             titles.append(t)
@@ -371,91 +317,19 @@ def pag_grid_figure(
     for i, name in enumerate(names):
         offset = 0
         if x0 is not None:
-            fig.add_trace(_image_trace(x0, "x"), row=i + 1, col=1)
+            fig.add_trace(image_trace(x0, "x"), row=i + 1, col=1)
             offset = 1
         for j, c in enumerate(classes):
-            fig.add_trace(_image_trace(arrs[name][j], f"{_short(name)} → {_cls(class_names, c)}"),
+            fig.add_trace(image_trace(arrs[name][j], f"{short_model_name(name)} → {class_name(class_names, c)}"),
                           row=i + 1, col=j + 1 + offset)
-    _image_axes(fig, rows * cols)
+    subplot_image_axes(fig, rows * cols, title_size=11)
     for i, name in enumerate(names):  # the model's name, vertical, left of its row
-        fig.update_yaxes(title=dict(text=f"<b>{_short(name)}</b>", standoff=4, font=dict(size=12)),
+        fig.update_yaxes(title=dict(text=f"<b>{short_model_name(name)}</b>", standoff=4, font=dict(size=12)),
                          row=i + 1, col=1)
-    for ann in fig.layout.annotations:
-        ann.font = dict(size=11, family=_FONT)
     width, height = plot_w + margin["l"] + margin["r"], plot_h + margin["t"] + margin["b"]
     if title is None:
         title = "Large-eps targeted l_2 PGD toward each class (perceptually aligned gradients)"
-    fig.update_layout(width=width, height=height, margin=margin, template="plotly_white",
-                      font=dict(family=_FONT, size=12),
+    fig.update_layout(width=width, height=height, margin=margin, **LAYOUT,
                       title=dict(text=title, x=0, xref="paper", y=1 - 12 / height, yanchor="top",
                                  font=dict(size=14)) if title else None)
     return fig
-
-
-# ----------------------------------------------------------------------------- numbers
-
-
-def curves_to_csv(eps_grid, curves: Mapping[str, object], eps50: Optional[Mapping[str, float]] = None) -> bytes:
-    """Accuracy-vs-eps curves as CSV bytes: columns ``eps`` then one per model (accuracy in
-    [0, 1]); with ``eps50``, a last row ``eps50`` (``inf``: never crosses 50 % in the grid)."""
-    grid = _np(eps_grid).reshape(-1)
-    names = list(curves)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["eps", *names])
-    cols = [_np(curves[n]).reshape(-1) for n in names]
-    for g, e in enumerate(grid):
-        w.writerow([f"{e:.6g}", *(f"{c[g]:.6g}" for c in cols)])
-    if eps50 is not None:
-        w.writerow(["eps50", *(f"{float(eps50.get(n, float('nan'))):.6g}" for n in names)])
-    return buf.getvalue().encode("utf-8")
-
-
-def attack_to_npz(results: Mapping[str, "AttackResult"]) -> bytes:
-    """The numbers of one attack per model as ``.npz`` bytes (no pickled objects).
-
-    Keys (M models in order, N images, C x H x W, K classes, S steps): ``model_names`` (M,);
-    ``x`` (N, C, H, W); ``labels``, ``y`` (N,) int64; ``x_adv`` (M, N, C, H, W);
-    ``probs_before``, ``probs_after`` (M, N, K); ``loss``, ``norm`` (M, S + 1, N);
-    ``logits`` (M, S + 1, N, K); ``settings`` 0-d str (JSON per model).
-    """
-    names = list(results)
-    if not names:
-        raise ValueError("results must hold at least one model's attack")
-    first = results[names[0]]
-
-    def stack(f) -> np.ndarray:
-        return np.stack([f(results[n]).numpy() for n in names]).astype(np.float32)
-
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        model_names=np.array(names, dtype=str),
-        x=first.x.numpy().astype(np.float32),
-        labels=first.labels.numpy().astype(np.int64),
-        y=first.y.numpy().astype(np.int64),
-        x_adv=stack(lambda r: r.x_adv),
-        probs_before=stack(lambda r: r.probs_before),
-        probs_after=stack(lambda r: r.probs_after),
-        loss=stack(lambda r: r.trace.loss),
-        norm=stack(lambda r: r.trace.norm),
-        logits=stack(lambda r: r.trace.logits),
-        settings=np.array(json.dumps({n: results[n].settings for n in names})),
-    )
-    return buf.getvalue()
-
-
-def sweep_to_npz(x, images: Mapping[str, object], classes: Sequence[int], settings: Optional[dict] = None) -> bytes:
-    """A PAG sweep as ``.npz`` bytes: ``x`` (C, H, W), ``model_names`` (M,), ``classes``
-    (K,) int64, ``images`` (M, K, C, H, W) float32, ``settings`` 0-d str (JSON)."""
-    names = list(images)
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        x=_chw(x, "x").astype(np.float32),
-        model_names=np.array(names, dtype=str),
-        classes=np.asarray(list(classes), dtype=np.int64),
-        images=np.stack([_np(images[n]) for n in names]).astype(np.float32),
-        settings=np.array(json.dumps(settings or {})),
-    )
-    return buf.getvalue()

@@ -1,4 +1,4 @@
-"""Plotly figures of the Models page (log entries in, ``go.Figure`` out): a model's training
+"""The Models page's figures (log entries in, ``go.Figure`` out): a model's training
 curves, AGR's gradient diagnostics (docs/methods.md section 5), the input-gradient cosines the
 gradient-shaping objectives optimise (IGD, PAG, L_alpha), and the live loss of a run.
 
@@ -14,12 +14,12 @@ from typing import Optional
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from gradviz.viz.style import LAYOUT
+
 __all__ = [
     "GRADIENT_COSINES", "agr_diagnostics_figure", "gradient_cosines_figure", "has_agr_diagnostics",
     "has_gradient_cosines", "live_loss_figure", "training_curves_figure",
 ]
-
-_FONT = "Inter, Helvetica, Arial, sans-serif"
 
 #: Loss-like log keys: (key, legend name, colour).
 _LOSSES = (
@@ -98,7 +98,7 @@ def training_curves_figure(log: Sequence[dict], *, title: Optional[str] = None,
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(range=[-2, 102], row=1, col=2)
     fig.update_layout(
-        template="plotly_white", font=dict(family=_FONT, size=12), height=380,
+        **LAYOUT, height=380,
         title=(title if title is not None else "Training curves") or None,
         margin=dict(l=60, r=20, t=70 if title != "" else 40, b=60),
         legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
@@ -123,6 +123,10 @@ def agr_diagnostics_figure(log: Sequence[dict], *, start_epoch: Optional[int] = 
         log: per-epoch entries with ``agr_cos``, ``agr_gop_rate``, ``agr_norm_adv``,
             ``agr_norm_clean``, ``agr_norm``.
         start_epoch: AGR's first epoch (a dashed line marks it; before it g = g_adv).
+        title: figure title (None: "AGR diagnostics"; "": none).
+
+    Returns:
+        ``go.Figure`` with one line per key found (cosines in [-1, 1]; norms on a log axis).
 
     Raises:
         ValueError: no AGR diagnostics in the log.
@@ -151,7 +155,7 @@ def agr_diagnostics_figure(log: Sequence[dict], *, start_epoch: Optional[int] = 
     fig.update_yaxes(range=[-1.05, 1.05], row=1, col=1)
     fig.update_yaxes(type="log", dtick="D2", row=1, col=2)
     fig.update_layout(
-        template="plotly_white", font=dict(family=_FONT, size=12), height=360,
+        **LAYOUT, height=360,
         title=(title if title is not None else "AGR diagnostics") or None,
         margin=dict(l=60, r=20, t=70 if title != "" else 40, b=60),
         legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
@@ -176,6 +180,9 @@ def gradient_cosines_figure(log: Sequence[dict], *, title: Optional[str] = None)
         log: per-epoch entries; the keys of :data:`GRADIENT_COSINES` it holds are drawn.
         title: figure title (None: "Input-gradient alignment while training"; "": none).
 
+    Returns:
+        ``go.Figure`` with one line per key found, y in [-1, 1].
+
     Raises:
         ValueError: the log holds none of those keys.
     """
@@ -189,7 +196,7 @@ def gradient_cosines_figure(log: Sequence[dict], *, title: Optional[str] = None)
                                      hovertemplate="epoch %{x}<br>%{y:.3f}<extra>" + key + "</extra>"))
     fig.add_hline(y=0, line=dict(color="#aaaaaa", width=1))
     fig.update_layout(
-        template="plotly_white", font=dict(family=_FONT, size=12), height=340,
+        **LAYOUT, height=340,
         title=(title if title is not None else "Input-gradient alignment while training") or None,
         xaxis_title="epoch", yaxis=dict(title="mean cosine", range=[-1.05, 1.05]),
         margin=dict(l=60, r=20, t=60 if title != "" else 30, b=60),
@@ -207,6 +214,10 @@ def live_loss_figure(losses: Sequence[tuple[float, float]], epochs: int, *,
         losses: (fraction of the training in [0, 1], batch loss) pairs.
         epochs: the run's number of epochs (x axis 0..epochs).
         log: the finished epochs' entries (their ``loss`` is drawn at the epoch's end).
+        title: figure title (None: "Loss while training"; "": none).
+
+    Returns:
+        ``go.Figure``: the batch losses, then (once an epoch has finished) the epoch means.
     """
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[f * epochs for f, _ in losses], y=[v for _, v in losses], mode="lines",
@@ -218,7 +229,7 @@ def live_loss_figure(losses: Sequence[tuple[float, float]], epochs: int, *,
                                  line=dict(color="#1f77b4"),
                                  hovertemplate="epoch %{x}<br>mean loss %{y:.4f}<extra></extra>"))
     fig.update_layout(
-        template="plotly_white", font=dict(family=_FONT, size=12), height=300,
+        **LAYOUT, height=300,
         title=(title if title is not None else "Loss while training") or None,
         xaxis=dict(title="epoch", range=[0, max(epochs, 1)]), yaxis_title="loss",
         margin=dict(l=60, r=20, t=50 if title != "" else 20, b=50), showlegend=True,

@@ -1,30 +1,20 @@
-"""Figure builders of the Inequality page (gradviz.inequality_figures): traces, colours,
-hover, known Gini values, errors, and the numbers behind the figures (CSV / NPZ)."""
+"""Figure builders of the Inequality page (gradviz.viz.inequality): traces, colours, hover,
+known Gini values, errors. The numbers behind the figures (CSV / NPZ): test_viz_export."""
 
 from __future__ import annotations
-
-import csv
-import io
 
 import numpy as np
 import pytest
 
-from gradviz.figures import figure_to_bytes
-from gradviz.inequality_figures import (
-    PALETTE,
-    examples_to_npz,
+from gradviz.viz.inequality import (
     gini_histogram_figure,
-    gini_to_csv,
     image_inequality_figure,
-    image_to_npz,
     lorenz_figure,
-    model_colours,
     noise_error_figure,
-    noise_to_csv,
     occlusion_error_figure,
-    occlusion_to_csv,
     perturbed_examples_figure,
 )
+from gradviz.viz.style import PALETTE
 
 A, B, C = "mnist-5k/standard", "mnist-5k/pgd-linf", "mnist-5k/igd"
 
@@ -39,13 +29,6 @@ def one_hot_and_flat():
     c = np.zeros((1, 4, 4), np.float32)
     c[0, 0, 0], c[0, 3, 3] = 1.0, -1.0
     return x, {A: a, B: b, C: c}
-
-
-def test_model_colours_by_position_and_cycling():
-    cols = model_colours([A, B, C])
-    assert cols == {A: PALETTE[0], B: PALETTE[1], C: PALETTE[2]}
-    many = model_colours([f"m{i}" for i in range(len(PALETTE) + 2)])
-    assert many["m0"] == many[f"m{len(PALETTE)}"] == PALETTE[0]
 
 
 def test_image_inequality_figure_ginis_lorenz_and_colours():
@@ -161,32 +144,3 @@ def test_perturbed_examples_figure():
     assert any("<b>standard</b>" in t for t in titles)
     with pytest.raises(ValueError, match="variants"):
         perturbed_examples_figure(x, {A: {"a": x}, B: {"b": x}})
-
-
-def test_numbers_csv_and_npz():
-    x, attrs = one_hot_and_flat()
-    data = np.load(io.BytesIO(image_to_npz(x, attrs, block=2, settings={"index": 0})), allow_pickle=False)
-    assert list(data["model_names"]) == [A, B, C]
-    assert data["attributions"].shape == (3, 1, 4, 4)
-    assert data["gini"] == pytest.approx([15 / 16, 0.0, 14 / 16])
-    assert data["lorenz_shares"].shape == (3, 17)
-    assert np.isfinite(data["regional_gini"]).all()
-
-    rows = list(csv.reader(io.StringIO(gini_to_csv([0, 1], {A: [0.5, 0.6]}, {A: [0.4, 0.3]},
-                                                       np.array([True, False])).decode())))
-    assert rows[0] == ["index", "common_correct", f"gini {A}", f"regional {A}"]
-    assert rows[2] == ["1", "0", "0.6", "0.3"]
-    rows = list(csv.reader(io.StringIO(noise_to_csv([1, 7], 784, {A: [0.0, 0.25]}, {A: [0.0, 0.1]}).decode())))
-    assert rows[0] == ["k", "k_percent", f"inductive {A}", f"random {A}"]
-    assert rows[2][:2] == ["7", "0.892857"] and rows[2][2:] == ["0.25", "0.1"]
-    rows = list(csv.reader(io.StringIO(occlusion_to_csv([1, 2], {A: [0.1, 0.2], B: [0.0, 0.05]}).decode())))
-    assert rows == [["radius", A, B], ["1", "0.1", "0"], ["2", "0.2", "0.05"]]
-
-    ex = np.load(io.BytesIO(examples_to_npz(x, {A: {"u": x, "v": x}}, {"k": 7})), allow_pickle=False)
-    assert ex["images"].shape == (1, 2, 1, 4, 4) and list(ex["variants"]) == ["u", "v"]
-
-
-def test_figures_export_as_html():
-    x, attrs = one_hot_and_flat()
-    html = figure_to_bytes(image_inequality_figure(x, attrs), "html")
-    assert b"<html" in html[:100] and b"Lorenz" in html

@@ -1,5 +1,4 @@
-"""Plotly figure builders of the Alignment page (arrays in, ``go.Figure`` / ``DataFrame`` out)
-and the numbers behind them (CSV / NPZ bytes).
+"""The Alignment page's figures and table (arrays in, ``go.Figure`` / ``DataFrame`` out).
 
 docs/methods.md section 1 (Bigolin Lanfredi, Schroeder, Tasdizen): the GAN residual dx_hat
 (Eqs. 15-16, :func:`gradviz.generative.residuals_for`), the closest class c~ (Eq. 5), the
@@ -8,56 +7,39 @@ alignment alpha_dx = cos(grad_x (d_c~ - d_y), dx_hat) (Eq. 8) and Etmann et al.'
 
 * :func:`residual_figure`: the paper's figure: one row per image, columns x | dx_hat |
   x + dx_hat | (the true dx, on ``squares``) | each model's grad_x (d_c~ - d_y); every map
-  divided by its own largest |value| into [-1, 1], on one diverging colour scale centred
-  at 0;
+  divided by its own largest |value| into [-1, 1] (:func:`scale_by_max`), on
+  :data:`gradviz.viz.style.DIVERGING_COLORSCALE` centred at 0;
 * :func:`alpha_histogram_figure`: histograms of alpha_dx, overlaid per model, same bins,
   the legend with each model's mean and n;
 * :func:`alpha_scatter_figure`: alpha_dx against alpha_x, one colour per model;
-* :func:`alignment_table`: the means per model as a ``pandas.DataFrame``;
-* :func:`residual_figure_to_npz`, :func:`alignment_to_csv`, :func:`alignment_to_npz`: the
-  numbers.
+* :func:`alignment_table`: the means per model as a ``pandas.DataFrame``.
 
+Their numbers: :func:`gradviz.viz.export.residual_figure_to_npz`,
+:func:`~gradviz.viz.export.alignment_to_csv`, :func:`~gradviz.viz.export.alignment_to_npz`.
 Models are coloured by their position in the compared list, as on the other pages
-(:func:`gradviz.inequality_figures.model_colours`). Figures export with
-:func:`gradviz.figures.figure_to_bytes`.
+(:func:`gradviz.viz.style.model_colours`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 
-from gradviz.figures import as_array as _np, class_name as _cls, resolve_colours, short_model_name as _short
+from gradviz.viz.common import ArrayLike, as_array, class_name, image_axis, image_trace, short_model_name
+from gradviz.viz.style import DIVERGING_COLORSCALE, FONT, LAYOUT, page_title, resolve_colours
 
 __all__ = [
-    "DIVERGING_COLORSCALE",
     "alignment_table",
-    "alignment_to_csv",
-    "alignment_to_npz",
     "alpha_histogram_figure",
     "alpha_scatter_figure",
     "residual_figure",
-    "residual_figure_to_npz",
     "scale_by_max",
 ]
-
-#: Diverging colour scale of signed maps, centred at 0 (white): blue negative, red positive
-#: (ColorBrewer RdBu, reversed).
-DIVERGING_COLORSCALE: tuple[str, ...] = ("#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
-                                         "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f")
-_FONT = "Inter, Helvetica, Arial, sans-serif"
-
-ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
-
 
 
 def scale_by_max(a: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +52,11 @@ def scale_by_max(a: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(scaled, peak)``: (N, H, W) in [-1, 1] (an all-zero map stays 0) and (N,) the
         largest |value| of each channel-summed map.
+
+    Raises:
+        ValueError: ``a`` is not 4-D.
     """
-    m = _np(a)
+    m = as_array(a)
     if m.ndim != 4:
         raise ValueError(f"maps must have shape (N, C, H, W); got {m.shape}")
     m = m.sum(axis=1)
@@ -80,32 +65,12 @@ def scale_by_max(a: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return m / safe[:, None, None], peak
 
 
-def _image_trace(img: np.ndarray, name: str, xa: str, ya: str, what: str) -> go.BaseTraceType:
-    """A (C, H, W) image in [0, 1]: grayscale heatmap (C = 1) or RGB image (C = 3)."""
-    img = np.clip(img, 0.0, 1.0)
-    if img.shape[0] == 3:
-        rgb = np.round(img.transpose(1, 2, 0) * 255).astype(np.uint8)
-        return go.Image(z=rgb, name=name, xaxis=xa, yaxis=ya,
-                        hovertemplate=f"x %{{x}}, y %{{y}}<br>RGB %{{z}}<extra>{what}</extra>")
-    return go.Heatmap(z=img.mean(axis=0), colorscale="gray", zmin=0.0, zmax=1.0, showscale=False, name=name,
-                      xaxis=xa, yaxis=ya, hovertemplate=f"x %{{x}}, y %{{y}}<br>pixel %{{z:.3f}}<extra>{what}</extra>")
-
-
 def _signed_trace(scaled: np.ndarray, raw: np.ndarray, name: str, xa: str, ya: str, what: str) -> go.Heatmap:
     return go.Heatmap(
         z=scaled, customdata=raw, coloraxis="coloraxis", name=name, xaxis=xa, yaxis=ya,
         hovertemplate=(f"x %{{x}}, y %{{y}}<br>scaled %{{z:.3f}}<br>value %{{customdata:.4g}}"
                        f"<extra>{what}</extra>"),
     )
-
-
-def _axis(fig: go.Figure, k: int, x_dom, y_dom) -> None:
-    s = "" if k == 1 else str(k)
-    common = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=True,
-                  linecolor="#bbbbbb", mirror=True, constrain="domain")
-    fig.layout[f"xaxis{s}"] = dict(domain=[max(0.0, min(1.0, v)) for v in x_dom], anchor=f"y{s}", **common)
-    fig.layout[f"yaxis{s}"] = dict(domain=[max(0.0, min(1.0, v)) for v in y_dom], anchor=f"x{s}",
-                                   autorange="reversed", scaleanchor=f"x{s}", **common)
 
 
 def residual_figure(
@@ -130,7 +95,7 @@ def residual_figure(
 
     Signed maps (dx_hat, true dx, gradients) are summed over channels and each divided by
     its own largest |value| into [-1, 1] (:func:`scale_by_max`, a display step), drawn on one
-    diverging colour scale centred at 0 (:data:`DIVERGING_COLORSCALE`: red positive, blue
+    diverging colour scale centred at 0 (:data:`~gradviz.viz.style.DIVERGING_COLORSCALE`: red positive, blue
     negative); hover gives the scaled and the raw value. x and x + dx_hat are images in
     [0, 1]. A column header names each column (and its model); a title over each panel gives
     the row's classes, e.g. "→ 3" over dx_hat and "∇(d3 − d8) · α 0.21" over a gradient.
@@ -159,18 +124,18 @@ def residual_figure(
         ValueError: no image; shapes that differ from x; targets or labels of another length;
             a target equal to its label; panel_size < 50.
     """
-    xs = _np(x)
+    xs = as_array(x)
     if xs.ndim != 4 or len(xs) == 0:
         raise ValueError(f"x must be a non-empty batch (N, C, H, W); got shape {xs.shape}")
     if panel_size < 50:
         raise ValueError(f"panel_size must be >= 50 pixels; got {panel_size}")
     n = len(xs)
-    dxh = _np(dx_hat)
+    dxh = as_array(dx_hat)
     if dxh.shape != xs.shape:
         raise ValueError(f"dx_hat has shape {dxh.shape}; x has {xs.shape}")
     grads = {}
     for name, g in gradients.items():
-        grads[name] = _np(g)
+        grads[name] = as_array(g)
         if grads[name].shape != xs.shape:
             raise ValueError(f"the gradient of {name!r} has shape {grads[name].shape}; x has {xs.shape}")
     tg = [int(t) for t in targets]
@@ -179,21 +144,22 @@ def residual_figure(
         raise ValueError(f"targets ({len(tg)}) and labels ({len(lb)}) must have one entry per image ({n})")
     bad = [i for i in range(n) if tg[i] == lb[i]]
     if bad:
-        raise ValueError(f"the target equals the label for row {bad[0]} (class {_cls(class_names, lb[bad[0]])}); "
+        raise ValueError(f"the target equals the label for row {bad[0]} (class {class_name(class_names, lb[bad[0]])}); "
                          f"a residual moves an image into another class")
-    dxt = None if dx_true is None else _np(dx_true)
+    dxt = None if dx_true is None else as_array(dx_true)
     if dxt is not None and dxt.shape != xs.shape:
         raise ValueError(f"dx_true has shape {dxt.shape}; x has {xs.shape}")
     rows = list(row_names) if row_names is not None else [f"#{i}" for i in range(n)]
     names = list(grads)
 
     same = len(set(tg)) == 1  # one target for every row: name it in the headers
-    c_name = _cls(class_names, tg[0]) if same else "c"
+    c_name = class_name(class_names, tg[0]) if same else "c"
     columns: list[tuple[str, str]] = [("image", "input x"), ("residual", f"residual dx̂<br>toward {c_name}"),
                                       ("moved", f"x + dx̂<br>= G(z*, {c_name})")]
     if dxt is not None:
         columns.append(("true", f"true residual dx<br>toward {c_name}"))
-    columns += [("model:" + m, f"<b>{_short(m)}</b><br>∇ₓ(d<sub>{c_name}</sub> − d<sub>y</sub>)") for m in names]
+    columns += [("model:" + m, f"<b>{short_model_name(m)}</b><br>∇ₓ(d<sub>{c_name}</sub> − d<sub>y</sub>)")
+                for m in names]
     scaled = {"residual": scale_by_max(dxh)[0]}
     if dxt is not None:
         scaled["true"] = scale_by_max(dxt)[0]
@@ -216,48 +182,49 @@ def residual_figure(
             k += 1
             s = "" if k == 1 else str(k)
             x0 = c * (p + gap) / plot_w
-            _axis(fig, k, (x0, x0 + p / plot_w), (y0, y1))
+            image_axis(fig, k, (x0, x0 + p / plot_w), (y0, y1))
             xa, ya = f"x{s}", f"y{s}"
-            t, lab = _cls(class_names, tg[r]), _cls(class_names, lb[r])
+            t, lab = class_name(class_names, tg[r]), class_name(class_names, lb[r])
             if kind == "image":
-                fig.add_trace(_image_trace(xs[r], "x", xa, ya, f"{rows[r]} · x"))
+                fig.add_trace(image_trace(np.clip(xs[r], 0.0, 1.0), "x", hover=f"{rows[r]} · x", xaxis=xa, yaxis=ya))
                 text = f"{rows[r]} · label {lab}"
             elif kind == "moved":
-                fig.add_trace(_image_trace(moved[r], "x + dx̂", xa, ya, f"{rows[r]} · x + dx̂"))
+                fig.add_trace(image_trace(moved[r], "x + dx̂", hover=f"{rows[r]} · x + dx̂", xaxis=xa, yaxis=ya))
                 text = f"G(z*, {t})"
             elif kind == "residual":
-                fig.add_trace(_signed_trace(scaled[kind][r], raw[kind][r], "dx̂", xa, ya, f"{rows[r]} · dx̂ → {t}"))
+                fig.add_trace(_signed_trace(scaled[kind][r], raw[kind][r], "dx̂", xa, ya,
+                                            f"{rows[r]} · dx̂ → {t}"))
                 text = f"{lab} → {t}"
             elif kind == "true":
-                fig.add_trace(_signed_trace(scaled[kind][r], raw[kind][r], "dx", xa, ya, f"{rows[r]} · true dx → {t}"))
+                fig.add_trace(_signed_trace(scaled[kind][r], raw[kind][r], "dx", xa, ya,
+                                            f"{rows[r]} · true dx → {t}"))
                 text = f"{lab} → {t}"
                 if cos_true is not None:
-                    text += f"<br>cos(dx̂, dx) {float(_np(cos_true).reshape(-1)[r]):.2f}"
+                    text += f"<br>cos(dx̂, dx) {float(as_array(cos_true).reshape(-1)[r]):.2f}"
             else:
                 m = kind.split(":", 1)[1]
-                fig.add_trace(_signed_trace(scaled[kind][r], raw[kind][r], _short(m), xa, ya,
-                                            f"{rows[r]} · {_short(m)} ∇(d{t} − d{lab})"))
+                fig.add_trace(_signed_trace(scaled[kind][r], raw[kind][r], short_model_name(m), xa, ya,
+                                            f"{rows[r]} · {short_model_name(m)} ∇(d{t} − d{lab})"))
                 text = f"∇(d<sub>{t}</sub> − d<sub>{lab}</sub>)"
                 if alphas is not None and m in alphas:
-                    text += f"<br>α_dx {float(_np(alphas[m]).reshape(-1)[r]):.2f}"
+                    text += f"<br>α_dx {float(as_array(alphas[m]).reshape(-1)[r]):.2f}"
             fig.add_annotation(text=text, x=(x0 + p / (2 * plot_w)), xref="paper", y=y1, yref="paper",
                                xanchor="center", yanchor="bottom", showarrow=False, yshift=2,
-                               font=dict(size=10, family=_FONT))
+                               font=dict(size=10, family=FONT))
     for c, (_, header) in enumerate(columns):
         fig.add_annotation(text=header, x=(c * (p + gap) + p / 2) / plot_w, xref="paper", y=1.0, yref="paper",
-                           xanchor="center", yanchor="top", showarrow=False, font=dict(size=11, family=_FONT), align="center")
+                           xanchor="center", yanchor="top", showarrow=False, font=dict(size=11, family=FONT),
+                           align="center")
     grid_end = (ncol * (p + gap) - gap) / plot_w
     margin = dict(l=10, r=10, t=30 + (26 if title != "" else 0), b=10)
     fig.update_layout(
-        template="plotly_white", font=dict(family=_FONT, size=11),
+        **{**LAYOUT, "font": dict(family=FONT, size=11)},
         width=plot_w + margin["l"] + margin["r"], height=plot_h + margin["t"] + margin["b"], margin=margin,
         coloraxis=dict(colorscale=list(DIVERGING_COLORSCALE), cmin=-1.0, cmax=1.0, cmid=0.0,
                        colorbar=dict(title=dict(text="÷ own max |value|", side="right"), x=grid_end + 8 / plot_w,
                                      xanchor="left", y=0.5, yanchor="middle", len=min(1.0, 2.5 * p / plot_h),
                                      thickness=14, outlinewidth=0, tickvals=[-1, -0.5, 0, 0.5, 1])),
-        title=dict(text=title if title is not None else "GAN residuals and the models' gradients toward the same class",
-                   x=0, xref="paper", y=1, yref="container", yanchor="top", pad=dict(t=10), font=dict(size=14))
-        if title != "" else None,
+        title=page_title("GAN residuals and the models' gradients toward the same class" if title is None else title),
     )
     return fig
 
@@ -288,7 +255,7 @@ def alpha_histogram_figure(
 
     Args:
         alpha_dx: model name -> (N,) values in [-1, 1].
-        colours: model name -> colour (default :func:`~gradviz.inequality_figures.model_colours`).
+        colours: model name -> colour (default :func:`~gradviz.viz.style.model_colours`).
         bins: number of bins (>= 1).
         title: figure title (None: a default; "": none).
         what: x-axis title.
@@ -305,7 +272,7 @@ def alpha_histogram_figure(
         raise ValueError(f"bins must be >= 1; got {bins}")
     names = list(alpha_dx)
     cols = resolve_colours(colours, names)
-    arrays = {m: _np(alpha_dx[m]).reshape(-1) for m in names}
+    arrays = {m: as_array(alpha_dx[m]).reshape(-1) for m in names}
     allv = np.concatenate([_finite(v) for v in arrays.values()] + [np.zeros(1)])
     lo, hi = float(allv.min()), float(allv.max())
     if hi - lo < 1e-6:
@@ -315,20 +282,20 @@ def alpha_histogram_figure(
     for m in names:
         mean, cnt = _mean_n(arrays[m])
         fig.add_trace(go.Histogram(
-            x=arrays[m], name=f"{_short(m)} · mean {mean:.3f} · n {cnt}", legendgroup=m, histnorm="percent",
+            x=arrays[m], name=f"{short_model_name(m)} · mean {mean:.3f} · n {cnt}", legendgroup=m, histnorm="percent",
             xbins=dict(start=lo, end=hi + 1e-9, size=size), marker=dict(color=cols[m], line=dict(width=0)),
-            opacity=0.55, hovertemplate=f"α %{{x}}<br>%{{y:.1f}} % of the images<extra>{_short(m)}</extra>",
+            opacity=0.55, hovertemplate=f"α %{{x}}<br>%{{y:.1f}} % of the images<extra>{short_model_name(m)}</extra>",
         ))
     for m in names:
         mean, _ = _mean_n(arrays[m])
         if math.isfinite(mean):
             fig.add_trace(go.Scatter(
-                x=[mean, mean], y=[0, 1], yaxis="y2", mode="lines", name=f"mean {_short(m)}", legendgroup=m,
+                x=[mean, mean], y=[0, 1], yaxis="y2", mode="lines", name=f"mean {short_model_name(m)}", legendgroup=m,
                 showlegend=False, line=dict(color=cols[m], dash="dash", width=2),
-                hovertemplate=f"mean {mean:.3f}<extra>{_short(m)}</extra>",
+                hovertemplate=f"mean {mean:.3f}<extra>{short_model_name(m)}</extra>",
             ))
     fig.update_layout(
-        template="plotly_white", font=dict(family=_FONT, size=12), barmode="overlay", bargap=0.02, height=380,
+        **LAYOUT, barmode="overlay", bargap=0.02, height=380,
         margin=dict(l=60, r=20, t=50 if title != "" else 20, b=50),
         xaxis=dict(title=dict(text=what), zeroline=True, zerolinecolor="#999999"),
         yaxis=dict(title=dict(text="images (%)")),
@@ -372,27 +339,28 @@ def alpha_scatter_figure(
     cols = resolve_colours(colours, names)
     fig = go.Figure()
     for m in names:
-        a, b = _np(alpha_dx[m]).reshape(-1), _np(alpha_x[m]).reshape(-1)
+        a, b = as_array(alpha_dx[m]).reshape(-1), as_array(alpha_x[m]).reshape(-1)
         if a.shape != b.shape:
             raise ValueError(f"{m!r}: alpha_dx has {a.size} values, alpha_x {b.size}")
         idx = np.arange(a.size) if indices is None else np.asarray(indices).reshape(-1)
         fig.add_trace(go.Scatter(
-            x=b, y=a, mode="markers", name=_short(m), legendgroup=m, customdata=idx,
+            x=b, y=a, mode="markers", name=short_model_name(m), legendgroup=m, customdata=idx,
             marker=dict(color=cols[m], size=6, opacity=0.6, line=dict(width=0)),
-            hovertemplate="image #%{customdata}<br>α_x %{x:.3f}<br>α_dx %{y:.3f}" + f"<extra>{_short(m)}</extra>",
+            hovertemplate=("image #%{customdata}<br>α_x %{x:.3f}<br>α_dx %{y:.3f}"
+                           f"<extra>{short_model_name(m)}</extra>"),
         ))
     for m in names:
-        (ma, _), (mb, _) = _mean_n(_np(alpha_dx[m]).reshape(-1)), _mean_n(_np(alpha_x[m]).reshape(-1))
+        (ma, _), (mb, _) = _mean_n(as_array(alpha_dx[m]).reshape(-1)), _mean_n(as_array(alpha_x[m]).reshape(-1))
         fig.add_trace(go.Scatter(
-            x=[mb], y=[ma], mode="markers", name=f"mean {_short(m)}", legendgroup=m, showlegend=False,
+            x=[mb], y=[ma], mode="markers", name=f"mean {short_model_name(m)}", legendgroup=m, showlegend=False,
             marker=dict(color=cols[m], size=16, symbol="x-thin", line=dict(width=3, color=cols[m])),
-            hovertemplate=f"mean α_x {mb:.3f}<br>mean α_dx {ma:.3f}<extra>{_short(m)}</extra>",
+            hovertemplate=f"mean α_x {mb:.3f}<br>mean α_dx {ma:.3f}<extra>{short_model_name(m)}</extra>",
         ))
-    top = max([float(np.nanmax(np.abs(_np(v)))) for v in (*alpha_dx.values(), *alpha_x.values()) if _np(v).size
-               and np.isfinite(_np(v)).any()] + [0.05])
+    values = [as_array(v) for v in (*alpha_dx.values(), *alpha_x.values())]
+    top = max([float(np.nanmax(np.abs(v))) for v in values if v.size and np.isfinite(v).any()] + [0.05])
     fig.add_shape(type="line", x0=0, y0=0, x1=top, y1=top, line=dict(color="#aaaaaa", dash="dot", width=1))
     fig.update_layout(
-        template="plotly_white", font=dict(family=_FONT, size=12), height=420,
+        **LAYOUT, height=420,
         margin=dict(l=60, r=20, t=50 if title != "" else 20, b=50),
         xaxis=dict(title=dict(text="α_x = |cos(x, ∇ₓ loss)| (Etmann et al.)"), rangemode="tozero"),
         yaxis=dict(title=dict(text="α_dx = cos(∇ₓ(d_c̃ − d_y), dx̂)"), zeroline=True, zerolinecolor="#999999"),
@@ -426,89 +394,16 @@ def alignment_table(
     for m in alpha_dx:
         if m not in alpha_x:
             raise ValueError(f"alpha_x has no values for {m!r}")
-        a = _finite(_np(alpha_dx[m]).reshape(-1))
-        row = {"model": _short(m), "n images": int(a.size),
+        a = _finite(as_array(alpha_dx[m]).reshape(-1))
+        row = {"model": short_model_name(m), "n images": int(a.size),
                "mean α_dx": round(float(a.mean()), digits) if a.size else float("nan"),
                "s.e. α_dx": round(float(a.std(ddof=1) / math.sqrt(a.size)), digits) if a.size > 1 else float("nan"),
-               "mean α_x": round(_mean_n(_np(alpha_x[m]).reshape(-1))[0], digits)}
+               "mean α_x": round(_mean_n(as_array(alpha_x[m]).reshape(-1))[0], digits)}
         if alpha_true is not None and m in alpha_true:
-            row["mean α_dx (true dx)"] = round(_mean_n(_np(alpha_true[m]).reshape(-1))[0], digits)
+            row["mean α_dx (true dx)"] = round(_mean_n(as_array(alpha_true[m]).reshape(-1))[0], digits)
         if cos_true is not None:
-            mean, cnt = _mean_n(_np(cos_true).reshape(-1))
+            mean, cnt = _mean_n(as_array(cos_true).reshape(-1))
             row["mean cos(dx̂, dx true)"] = round(mean, digits)
             row["n (cos)"] = cnt
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def residual_figure_to_npz(x: ArrayLike, dx_hat: ArrayLike, gradients: Mapping[str, ArrayLike], *,
-                           targets: Sequence[int], labels: Sequence[int], indices: Optional[Sequence[int]] = None,
-                           dx_true: Optional[ArrayLike] = None, alphas: Optional[Mapping[str, ArrayLike]] = None,
-                           settings: Optional[dict] = None) -> bytes:
-    """The numbers of :func:`residual_figure` as ``.npz`` bytes: ``x``, ``dx_hat`` (N, C, H,
-    W) float32, ``indices``, ``labels``, ``targets`` (N,) int64, ``model_names`` (M,),
-    ``gradients`` (M, N, C, H, W) float32 (signed, unscaled), ``alpha_dx`` (M, N) (NaN when
-    not given), ``dx_true`` (N, C, H, W) when given, ``settings`` 0-d str (JSON)."""
-    xs = _np(x, np.float32)
-    names = list(gradients)
-    n = len(xs)
-    extra = {} if dx_true is None else {"dx_true": _np(dx_true, np.float32)}
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf, x=xs, dx_hat=_np(dx_hat, np.float32),
-        indices=np.asarray(range(n) if indices is None else indices, dtype=np.int64),
-        labels=np.asarray(labels, dtype=np.int64), targets=np.asarray(targets, dtype=np.int64),
-        model_names=np.array(names, dtype=str),
-        gradients=np.stack([_np(gradients[m], np.float32) for m in names]) if names else np.zeros((0, *xs.shape),
-                                                                                                   np.float32),
-        alpha_dx=np.stack([_np(alphas[m]).reshape(-1) if alphas and m in alphas else np.full(n, np.nan)
-                           for m in names]) if names else np.zeros((0, n)),
-        settings=np.array(json.dumps(settings or {})), **extra,
-    )
-    return buf.getvalue()
-
-
-def alignment_to_csv(indices: Sequence[int], labels: Sequence[int], targets: Mapping[str, ArrayLike],
-                     alpha_dx: Mapping[str, ArrayLike], alpha_x: Mapping[str, ArrayLike], *,
-                     cos_true: Optional[ArrayLike] = None) -> bytes:
-    """Per-image numbers as CSV bytes: ``index``, ``label``, then per model ``target <m>``
-    (its closest class), ``alpha_dx <m>``, ``alpha_x <m>``; and ``cos_true`` (cos(dx_hat,
-    dx_true)) when given."""
-    names = list(alpha_dx)
-    cols: list[tuple[str, np.ndarray, str]] = []
-    for m in names:
-        cols += [(f"target {m}", _np(targets[m]).reshape(-1), "d"), (f"alpha_dx {m}", _np(alpha_dx[m]).reshape(-1), "g"),
-                 (f"alpha_x {m}", _np(alpha_x[m]).reshape(-1), "g")]
-    if cos_true is not None:
-        cols.append(("cos_true", _np(cos_true).reshape(-1), "g"))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["index", "label"] + [c for c, _, _ in cols])
-    for r, (i, y) in enumerate(zip(indices, labels)):
-        w.writerow([int(i), int(y)] + [str(int(v[r])) if f == "d" else f"{v[r]:.6g}" for _, v, f in cols])
-    return buf.getvalue().encode("utf-8")
-
-
-def alignment_to_npz(indices: Sequence[int], labels: Sequence[int], targets: Mapping[str, ArrayLike],
-                     alpha_dx: Mapping[str, ArrayLike], alpha_x: Mapping[str, ArrayLike], *,
-                     cos_true: Optional[ArrayLike] = None, alpha_true: Optional[Mapping[str, ArrayLike]] = None,
-                     settings: Optional[dict] = None) -> bytes:
-    """Per-image numbers as ``.npz`` bytes (M models in order, N images): ``model_names``
-    (M,), ``indices``, ``labels`` (N,) int64, ``targets`` (M, N) int64, ``alpha_dx``,
-    ``alpha_x`` (M, N), ``alpha_dx_true`` (M, N) (NaN without ``alpha_true``), ``cos_true``
-    (N,) (NaN without it), ``settings`` 0-d str (JSON)."""
-    names = list(alpha_dx)
-    n = len(indices)
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf, model_names=np.array(names, dtype=str), indices=np.asarray(indices, dtype=np.int64),
-        labels=np.asarray(labels, dtype=np.int64),
-        targets=np.stack([_np(targets[m]).reshape(-1) for m in names]).astype(np.int64),
-        alpha_dx=np.stack([_np(alpha_dx[m]).reshape(-1) for m in names]),
-        alpha_x=np.stack([_np(alpha_x[m]).reshape(-1) for m in names]),
-        alpha_dx_true=np.stack([_np(alpha_true[m]).reshape(-1) if alpha_true and m in alpha_true
-                                else np.full(n, np.nan) for m in names]),
-        cos_true=_np(cos_true).reshape(-1) if cos_true is not None else np.full(n, np.nan),
-        settings=np.array(json.dumps(settings or {})),
-    )
-    return buf.getvalue()

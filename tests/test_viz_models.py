@@ -1,10 +1,10 @@
-"""Unit tests of gradviz.model_figures: which log keys become which lines, and bad logs."""
+"""Unit tests of gradviz.viz.models: which log keys become which lines, and bad logs."""
 
 import math
 
 import pytest
 
-from gradviz.model_figures import (
+from gradviz.viz.models import (
     agr_diagnostics_figure, gradient_cosines_figure, has_agr_diagnostics, has_gradient_cosines, live_loss_figure,
     training_curves_figure,
 )

@@ -1,10 +1,7 @@
-"""Figure builders and exporters of the Alignment page (gradviz.alignment_figures)."""
+"""Figure builders and the table of the Alignment page (gradviz.viz.alignment); its
+exporters: test_viz_export."""
 
 from __future__ import annotations
-
-import csv
-import io
-import json
 
 import numpy as np
 import pandas as pd
@@ -12,9 +9,8 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from gradviz.alignment_figures import (
-    alignment_table, alignment_to_csv, alignment_to_npz, alpha_histogram_figure, alpha_scatter_figure,
-    residual_figure, residual_figure_to_npz, scale_by_max,
+from gradviz.viz.alignment import (
+    alignment_table, alpha_histogram_figure, alpha_scatter_figure, residual_figure, scale_by_max,
 )
 
 
@@ -131,23 +127,3 @@ def test_scatter_and_table():
     sq = alignment_table(dx, ax, cos_true=[0.9, 0.7, np.nan], alpha_true={"a/pgd": [1.0, 0.0]})
     assert sq["mean cos(dx̂, dx true)"].tolist() == [0.8, 0.8] and sq["n (cos)"].tolist() == [2, 2]
     assert np.isnan(sq["mean α_dx (true dx)"][0]) and sq["mean α_dx (true dx)"][1] == 0.5
-
-
-def test_exporters_round_trip():
-    x, dx, grads = _batch(n=2)
-    raw = residual_figure_to_npz(x, dx, grads, targets=[3, 4], labels=[0, 1], indices=[7, 9], dx_true=dx,
-                                 alphas={"mnist-5k/standard": [0.1, 0.2]}, settings={"steps": [300, 75]})
-    d = np.load(io.BytesIO(raw), allow_pickle=False)
-    assert d["gradients"].shape == (2, 2, 1, 6, 6) and list(d["indices"]) == [7, 9] and "dx_true" in d
-    assert d["alpha_dx"][0].tolist() == pytest.approx([0.1, 0.2]) and np.isnan(d["alpha_dx"][1]).all()
-    assert json.loads(str(d["settings"])) == {"steps": [300, 75]}
-    targets = {"m/a": [3, 4], "m/b": [3, 5]}
-    adx, ax = {"m/a": [0.1, 0.2], "m/b": [0.3, 0.4]}, {"m/a": [0.01, 0.02], "m/b": [0.03, 0.04]}
-    rows = list(csv.reader(io.StringIO(alignment_to_csv([7, 9], [0, 1], targets, adx, ax, cos_true=[0.5, 0.6])
-                                       .decode())))
-    assert rows[0] == ["index", "label", "target m/a", "alpha_dx m/a", "alpha_x m/a", "target m/b", "alpha_dx m/b",
-                       "alpha_x m/b", "cos_true"]
-    assert rows[2] == ["9", "1", "4", "0.2", "0.02", "5", "0.4", "0.04", "0.6"]
-    d = np.load(io.BytesIO(alignment_to_npz([7, 9], [0, 1], targets, adx, ax)), allow_pickle=False)
-    assert d["targets"].tolist() == [[3, 4], [3, 5]] and d["alpha_dx"].shape == (2, 2)
-    assert np.isnan(d["cos_true"]).all() and np.isnan(d["alpha_dx_true"]).all()
