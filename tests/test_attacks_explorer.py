@@ -1,7 +1,6 @@
 """The PGD explorer's library side: accuracy-vs-eps, eps50, run_attack, the PAG class sweep,
-torchattacks agreement on the shipped CNN, and the Attack page's figure builders."""
+torchattacks agreement on the shipped CNN. The Attack page's figure builders: test_viz_attack."""
 
-import io
 import math
 
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from gradviz import attack_figures as af
 from gradviz import attacks
 
 
@@ -374,92 +372,3 @@ def test_sweep_refuses_bad_input(batch):
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         attacks.targeted_class_sweep(_mlp(), bad, eps=1.0, steps=2)
-
-
-# ------------------------------------------------------------------------------ figures
-
-
-def test_attack_panels_figure(batch):
-    x, y = batch
-    x0, adv_a, adv_b = x[0], (x[0] + 0.1).clamp(0, 1), (x[0] - 0.05).clamp(0, 1)
-    fig = af.attack_panels_figure(
-        x0, {"mnist-5k/standard": adv_a, "mnist-5k/pgd-linf": adv_b}, label=3,
-        before={"mnist-5k/standard": (3, 0.99), "mnist-5k/pgd-linf": (3, 0.9)},
-        after={"mnist-5k/standard": (5, 0.8), "mnist-5k/pgd-linf": (3, 0.7)},
-    )
-    assert len(fig.data) == 6
-    heat = fig.data[2]
-    assert heat.coloraxis == "coloraxis" and fig.layout.coloraxis.cmid == 0
-    assert fig.layout.coloraxis.cmin == -1 and fig.layout.coloraxis.cmax == 1
-    amp = fig.layout.meta["amplify"]
-    assert amp == pytest.approx(10.0, rel=1e-5)  # 1 / max |delta| = 1 / 0.1
-    np.testing.assert_allclose(np.asarray(heat.customdata), (adv_a - x0)[0].numpy(), atol=1e-7)
-    titles = [a.text for a in fig.layout.annotations]
-    assert any("× 10" in t for t in titles)
-    assert "× 10" in fig.layout.coloraxis.colorbar.title.text and "±0.1" in fig.layout.coloraxis.colorbar.title.text
-    assert any("standard: x → 3 (99.0 %)" in t for t in titles)
-    assert any("x_adv →" in t and "5 (80.0 %)" in t and "color" in t for t in titles)  # wrong: red
-
-
-def test_attack_panels_figure_rgb_and_errors():
-    x = torch.rand(3, 8, 8) * 0.5
-    fig = af.attack_panels_figure(x, {"m": x + 0.01}, amplify=20)
-    assert fig.data[0].type == "image" and fig.data[2].type == "heatmap"
-    assert any("channel mean" in a.text for a in fig.layout.annotations)
-    with pytest.raises(ValueError, match="amplify"):
-        af.attack_panels_figure(x, {"m": x}, amplify=0)
-    with pytest.raises(ValueError, match="shape"):
-        af.attack_panels_figure(x, {"m": x[:1]})
-    with pytest.raises(ValueError, match="at least one"):
-        af.attack_panels_figure(x, {})
-
-
-def test_loss_trace_figure():
-    fig = af.loss_trace_figure({"a/standard": np.linspace(0.1, 3, 11), "a/pgd": np.ones((11, 4))}, targeted=True)
-    assert [t.name for t in fig.data] == ["standard", "pgd"]
-    assert list(fig.data[0].x) == list(range(11)) and "target" in fig.layout.yaxis.title.text
-    with pytest.raises(ValueError):
-        af.loss_trace_figure({"a": np.ones((2, 2, 2))})
-
-
-def test_accuracy_vs_eps_figure_and_csv():
-    grid = [0.0, 0.1, 0.2, 0.3]
-    curves = {"m/standard": [0.98, 0.3, 0.0, 0.0], "m/pgd-linf": [0.97, 0.9, 0.8, 0.7]}
-    e50 = {k: attacks.eps50(grid, v) for k, v in curves.items()}
-    fig = af.accuracy_vs_eps_figure(grid, curves, eps50=e50, per_255=True)
-    lines = [t for t in fig.data if t.mode == "lines+markers"]
-    assert [t.name for t in lines] == ["standard", "pgd-linf"]
-    np.testing.assert_allclose(lines[0].y, [98, 30, 0, 0])
-    np.testing.assert_allclose(lines[0].x, np.array(grid) * 255)
-    marks = [t for t in fig.data if t.name and t.name.startswith("eps50")]
-    assert len(marks) == 1 and marks[0].x[0] == pytest.approx(e50["m/standard"] * 255)  # NaN (above the grid): unmarked
-    csv_text = af.curves_to_csv(grid, curves, e50).decode()
-    rows = [r.split(",") for r in csv_text.strip().splitlines()]
-    assert rows[0] == ["eps", "m/standard", "m/pgd-linf"] and rows[2] == ["0.1", "0.3", "0.9"]
-    assert rows[-1][0] == "eps50" and rows[-1][2] == "nan"  # pgd-linf stays above 50 %: eps50 is NaN
-    with pytest.raises(ValueError, match="points"):
-        af.accuracy_vs_eps_figure(grid, {"m": [1.0]})
-
-
-def test_pag_grid_figure_and_npz():
-    imgs = {"m/standard": torch.rand(10, 1, 8, 8), "m/pgd": torch.rand(10, 1, 8, 8)}
-    x = torch.rand(1, 1, 8, 8)
-    fig = af.pag_grid_figure(imgs, [str(i) for i in range(10)], x=x,
-                             probs={"m/standard": torch.full((10,), 0.5)})
-    assert len(fig.data) == 2 * 11
-    titles = [a.text for a in fig.layout.annotations]
-    assert titles[0] == "x" and titles[1] == "→ 0<br>50 %" and titles[12] == "→ 0"
-    assert fig.layout.yaxis.title.text == "<b>standard</b>" and fig.layout.yaxis12.title.text == "<b>pgd</b>"
-    np.testing.assert_allclose(fig.data[1].z, imgs["m/standard"][0, 0].numpy())
-    with pytest.raises(ValueError, match="same shape"):
-        af.pag_grid_figure({"a": torch.rand(10, 1, 8, 8), "b": torch.rand(9, 1, 8, 8)})
-    data = np.load(io.BytesIO(af.sweep_to_npz(x, imgs, range(10), {"eps": 3.0})), allow_pickle=False)
-    assert data["images"].shape == (2, 10, 1, 8, 8) and list(data["classes"]) == list(range(10))
-
-
-def test_attack_to_npz(batch):
-    x, y = batch
-    res = {n: attacks.run_attack(_mlp(s), x[:2], y[:2], eps=0.1, steps=3) for s, n in enumerate(["a", "b"])}
-    data = np.load(io.BytesIO(af.attack_to_npz(res)), allow_pickle=False)
-    assert data["x_adv"].shape == (2, 2, 1, 8, 8) and data["loss"].shape == (2, 4, 2)
-    assert data["logits"].shape == (2, 4, 2, 10) and list(data["model_names"]) == ["a", "b"]

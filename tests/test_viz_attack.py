@@ -67,7 +67,7 @@ def test_accuracy_vs_eps_figure():
     np.testing.assert_allclose(lines[0].y, [98, 30, 0, 0])
     np.testing.assert_allclose(lines[0].x, np.array(grid) * 255)
     marks = [t for t in fig.data if t.name and t.name.startswith("eps50")]
-    assert len(marks) == 1 and marks[0].x[0] == pytest.approx(e50["m/standard"] * 255)  # NaN (never crosses): unmarked
+    assert len(marks) == 1 and marks[0].x[0] == pytest.approx(e50["m/standard"] * 255)  # NaN (above the grid): unmarked
     with pytest.raises(ValueError, match="points"):
         accuracy_vs_eps_figure(grid, {"m": [1.0]})
 

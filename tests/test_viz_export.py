@@ -113,7 +113,7 @@ def test_curves_to_csv():
     csv_text = curves_to_csv(grid, curves, e50).decode()
     rows = [r.split(",") for r in csv_text.strip().splitlines()]
     assert rows[0] == ["eps", "m/standard", "m/pgd-linf"] and rows[2] == ["0.1", "0.3", "0.9"]
-    assert rows[-1][0] == "eps50" and rows[-1][2] == "nan"  # never crosses 50 % in the grid
+    assert rows[-1][0] == "eps50" and rows[-1][2] == "nan"  # pgd-linf stays above 50 %: eps50 is NaN
 
 
 def test_sweep_to_npz():
