@@ -686,6 +686,7 @@ def run_attack(
     random_start: bool = False,
     seed: Optional[int] = 0,
     target: Union[int, torch.Tensor, None] = None,
+    names: Optional[Sequence[str]] = None,
 ) -> AttackResult:
     """Attack a few images and keep what a view needs: predictions and confidences before
     and after, the perturbation and the per-step trace (Attack page; docs/methods.md "Standard
@@ -700,6 +701,8 @@ def run_attack(
         random_start: default False here, so that step 0 of the trace is the clean image.
         target: None (default): untargeted. An int (one class for all images) or (N,)
             classes: targeted toward them.
+        names: one name per image for messages (e.g. ``"test #17"``: the dataset's image
+            number); default: the images' positions in the batch.
 
     Returns:
         :class:`AttackResult` on the CPU.
@@ -724,9 +727,13 @@ def run_attack(
         check_classes(y, k, "target classes")
         same = ((y == labels) & (labels >= 0)).nonzero().flatten()
         if len(same):
+            if names is not None and len(names) == len(x):
+                which = ", ".join(f"{names[i]} (class {int(labels[i])})" for i in same.tolist()[:10])
+            else:
+                which = "the image(s) at batch position(s) " + ", ".join(str(i) for i in same.tolist()[:10])
             raise ValueError(
-                f"the target class equals the true label for image(s) {same.tolist()[:10]}: "
-                "choose another target class (or no target, for an untargeted attack)"
+                f"the target class equals the true label of {which}: choose another target class "
+                "(or no target, for an untargeted attack)"
             )
     x_adv, tr = pgd(model, xd, y.to(device), eps=eps, norm=norm, steps=steps, step_size=step_size,
                     random_start=random_start, targeted=target is not None, seed=seed, trace=True)

@@ -91,42 +91,48 @@ with st.container(border=True):
 x = ds.x[index : index + 1]
 settings = dict(eps=eps, norm=norm, steps=steps, step_size=(step_in / unit) or None,
                 random_start=random_start, seed=seed, target=target)
-try:
-    with st.spinner("Attacking…"):
-        results = cached_attacks(names, state.device, versions, x.numpy(), label, settings)
-except ValueError as err:
-    st.error(f"The attack could not run: {err}", icon=":material/error:")
-    st.stop()
+results = None  # no attack to show: the rest of the page stays
+if target is not None and target == label:
+    st.warning(f"Test image #{index} is labelled **{classes[label]}**, the target class: a targeted attack toward "
+               "an image's own label has nothing to do. Choose another target class, or none for an untargeted "
+               "attack. The sections below do not depend on the target.", icon=":material/block:")
+else:
+    try:
+        with st.spinner("Attacking…"):
+            results = cached_attacks(names, state.device, versions, x.numpy(), label, settings, f"test #{index}")
+    except ValueError as err:
+        st.error(f"The attack on test image #{index} could not run: {err}", icon=":material/error:")
 
 
 def pred(p: torch.Tensor) -> tuple[int, float]:
     return int(p.argmax()), float(p.max())
 
 
-fig = attack_panels_figure(
-    x[0], {n: r.x_adv[0] for n, r in results.items()}, label=label, target=target,
-    before={n: pred(r.probs_before[0]) for n, r in results.items()},
-    after={n: pred(r.probs_after[0]) for n, r in results.items()}, class_names=classes,
-)
-st.plotly_chart(fig, width="content", theme=None, key="atk_chart", config=CHART_CONFIG)
-ui.download_buttons(fig, lambda: attack_to_npz(results), stem="attack", key="atk",
-                    data_help="NumPy .npz: x, labels, x_adv, probs_before/after, and per PGD step loss, norm, "
-                              "logits; settings (gradviz.viz.export.attack_to_npz).")
-eps_shown = f"{eps * 255:g}/255" if unit > 1 else f"{eps:g}"
-rows = []
-for n, r in results.items():
-    b, a = pred(r.probs_before[0]), pred(r.probs_after[0])
-    d = r.delta[0].flatten()
-    rows.append({"model": n, "before": f"{classes[b[0]]} ({100 * b[1]:.1f} %)",
-                 "after": f"{classes[a[0]]} ({100 * a[1]:.1f} %)",
-                 "attack succeeded": bool(r.success[0]), "|δ|∞": float(d.abs().max()), "|δ|2": float(d.norm())})
-st.dataframe(pd.DataFrame(rows), hide_index=True, key="atk_table")
-st.plotly_chart(loss_trace_figure({n: r.trace.loss[:, 0] for n, r in results.items()}, targeted=target is not None),
-                width="stretch", theme=None, key="atk_loss", config=CHART_CONFIG)
-st.caption(f"{NORMS[norm].split()[0]} PGD, ε = {eps_shown}, {steps} steps of "
-           f"{results[names[0]].settings['step_size'] * unit:.4g}"
-           + (" (/255)" if unit > 1 else "") + ", " + ("random start" if random_start else "no random start")
-           + ". The loss is the cross-entropy w.r.t. " + ("the target." if target is not None else "the label."))
+if results is not None:
+    fig = attack_panels_figure(
+        x[0], {n: r.x_adv[0] for n, r in results.items()}, label=label, target=target,
+        before={n: pred(r.probs_before[0]) for n, r in results.items()},
+        after={n: pred(r.probs_after[0]) for n, r in results.items()}, class_names=classes,
+    )
+    st.plotly_chart(fig, width="content", theme=None, key="atk_chart", config=CHART_CONFIG)
+    ui.download_buttons(fig, lambda: attack_to_npz(results), stem="attack", key="atk",
+                        data_help="NumPy .npz: x, labels, x_adv, probs_before/after, and per PGD step loss, norm, "
+                                  "logits; settings (gradviz.viz.export.attack_to_npz).")
+    eps_shown = f"{eps * 255:g}/255" if unit > 1 else f"{eps:g}"
+    rows = []
+    for n, r in results.items():
+        b, a = pred(r.probs_before[0]), pred(r.probs_after[0])
+        d = r.delta[0].flatten()
+        rows.append({"model": n, "before": f"{classes[b[0]]} ({100 * b[1]:.1f} %)",
+                     "after": f"{classes[a[0]]} ({100 * a[1]:.1f} %)",
+                     "attack succeeded": bool(r.success[0]), "|δ|∞": float(d.abs().max()), "|δ|2": float(d.norm())})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="atk_table")
+    st.plotly_chart(loss_trace_figure({n: r.trace.loss[:, 0] for n, r in results.items()}, targeted=target is not None),
+                    width="stretch", theme=None, key="atk_loss", config=CHART_CONFIG)
+    st.caption(f"{NORMS[norm].split()[0]} PGD, ε = {eps_shown}, {steps} steps of "
+               f"{results[names[0]].settings['step_size'] * unit:.4g}"
+               + (" (/255)" if unit > 1 else "") + ", " + ("random start" if random_start else "no random start")
+               + ". The loss is the cross-entropy w.r.t. " + ("the target." if target is not None else "the label."))
 
 # ------------------------------------------------------------------- accuracy vs eps
 st.header("Accuracy vs ε", divider="gray")

@@ -79,9 +79,9 @@ def test_attack_widgets_targets_and_errors(shipped_models):
     assert f"target {target}" in panels["layout"]["title"]["text"]
     assert "target" in chart(at, "Loss per PGD step")["layout"]["yaxis"]["title"]["text"]
 
-    at.selectbox(key="atk_target").set_value(label).run()  # a target equal to the label
-    assert not at.exception
-    assert any("equals the true label" in e.value for e in at.error)
+    at.selectbox(key="atk_target").set_value(label).run()  # a target equal to the label: that attack only is skipped
+    assert not at.exception and not at.error
+    assert any(w.value.startswith("Test image #0 is labelled") for w in at.warning)
 
     at.selectbox(key="atk_target").set_value(None).run()
     at.radio(key="atk_norm").set_value("l2").run()
@@ -168,3 +168,24 @@ def test_eps50_outside_the_grid_is_said_not_made_up(shipped_models):
     table = at.dataframe[1].value
     assert list(table["ε50 (pixel units)"]) == ["below the grid's smallest eps (1)"] * 2
     assert any("side of the grid" in c.value for c in at.main.caption)
+
+
+def test_a_target_equal_to_the_label_skips_that_attack_and_keeps_the_page(shipped_models):
+    at = attack_page()
+    at.number_input(key="atk_index").set_value(7).run()
+    label = int(at.main.caption[0].value.split("**")[1])
+    at.selectbox(key="atk_target").set_value(label).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error
+    (warning,) = [w.value for w in at.warning if "target class" in w.value]
+    assert warning.startswith(f"Test image #7 is labelled **{label}**")  # the test image number, not a position
+    assert not [t for t in charts(at) if t.startswith(("PGD attack", "Loss per PGD step"))]
+    # everything else is still there, and works
+    assert [h.value for h in at.header] == ["Accuracy vs ε", "Perceptually aligned gradients"]
+    assert {b.label for b in at.button} >= {"Compute the curves", "Attack toward every class"}
+    at.slider(key="atk_pag_steps").set_value(10).run()
+    at.button(key="atk_pag_go").click().run()
+    assert not at.exception and chart(at, "Targeted l2 PGD toward each class")
+    at.selectbox(key="atk_target").set_value((label + 1) % 10).run()  # another target: the attack is back
+    assert not at.warning or not any("target class" in w.value for w in at.warning)
+    assert chart(at, "PGD attack")

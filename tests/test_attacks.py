@@ -162,3 +162,13 @@ def test_format_eps50_reads_the_values_older_cards_stored():
     assert attacks.format_curve_eps50({"eps50": 0.32512}, fmt=".3f") == "0.325"
     assert attacks.format_curve_eps50(None) == attacks.format_curve_eps50({}) == "–"
     assert attacks.format_eps50(None) == "not measured"
+
+
+def test_run_attack_names_the_images_whose_target_is_their_label(batch):
+    x, y = batch
+    target = (y[:3] + 1) % 10
+    target[1] = y[1]
+    with pytest.raises(ValueError, match=rf"equals the true label of test #17 \(class {int(y[1])}\): choose another"):
+        attacks.run_attack(_mlp(), x[:3], y[:3], eps=0.1, target=target, names=["test #4", "test #17", "test #9"])
+    with pytest.raises(ValueError, match=r"true label of the image\(s\) at batch position\(s\) 1:"):
+        attacks.run_attack(_mlp(), x[:3], y[:3], eps=0.1, target=target)

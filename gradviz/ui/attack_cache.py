@@ -64,13 +64,17 @@ def cached_attacks(
     x: np.ndarray,
     label: int,
     settings: dict[str, Any],
+    image_name: str = "the image",
 ) -> dict[str, AttackResult]:
     """:func:`gradviz.attacks.run_attack` of every model on one image x (1, C, H, W);
     ``settings`` are its keyword arguments (eps, norm, steps, step_size, random_start,
-    seed, target). Returns model name -> result. Raises ValueError for bad settings."""
+    seed, target); ``image_name`` (e.g. ``"test #17"``) names the image in messages.
+    Returns model name -> result. Raises ValueError for bad settings (a target equal to
+    the label included: the page checks that first)."""
     xt = torch.from_numpy(np.ascontiguousarray(x))
     labels = torch.tensor([int(label)])
-    return {n: run_attack(m, xt, labels, **settings) for n, m in _models(model_names, device, versions).items()}
+    return {n: run_attack(m, xt, labels, **settings, names=[image_name])
+            for n, m in _models(model_names, device, versions).items()}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
