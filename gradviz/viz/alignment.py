@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from gradviz.viz.common import ArrayLike, as_array, class_name, image_axis, image_trace, short_model_name
+from gradviz.viz.common import ArrayLike, as_array, class_name, image_axis, image_trace, shared_bins
+from gradviz.viz.common import short_model_name, values_by_model
 from gradviz.viz.style import DIVERGING_COLORSCALE, FONT, LAYOUT, page_title, resolve_colours
 
 __all__ = [
@@ -266,24 +267,16 @@ def alpha_histogram_figure(
     Raises:
         ValueError: no model; ``bins`` < 1.
     """
-    if not alpha_dx:
-        raise ValueError("alpha_dx must hold at least one model's values")
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1; got {bins}")
-    names = list(alpha_dx)
+    arrays = values_by_model(alpha_dx, "alpha_dx")
+    names = list(arrays)
     cols = resolve_colours(colours, names)
-    arrays = {m: as_array(alpha_dx[m]).reshape(-1) for m in names}
-    allv = np.concatenate([_finite(v) for v in arrays.values()] + [np.zeros(1)])
-    lo, hi = float(allv.min()), float(allv.max())
-    if hi - lo < 1e-6:
-        lo, hi = lo - 0.01, hi + 0.01
-    size = (hi - lo) / bins
+    xbins = shared_bins([*arrays.values(), np.zeros(1)], bins, pad=0.01)  # the range includes 0
     fig = go.Figure()
     for m in names:
         mean, cnt = _mean_n(arrays[m])
         fig.add_trace(go.Histogram(
             x=arrays[m], name=f"{short_model_name(m)} · mean {mean:.3f} · n {cnt}", legendgroup=m, histnorm="percent",
-            xbins=dict(start=lo, end=hi + 1e-9, size=size), marker=dict(color=cols[m], line=dict(width=0)),
+            xbins=xbins, marker=dict(color=cols[m], line=dict(width=0)),
             opacity=0.55, hovertemplate=f"α %{{x}}<br>%{{y:.1f}} % of the images<extra>{short_model_name(m)}</extra>",
         ))
     for m in names:

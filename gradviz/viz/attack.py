@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gradviz.viz.common import as_array, chw, class_name, image_trace, prediction_text, short_model_name
-from gradviz.viz.common import subplot_image_axes
+from gradviz.viz.common import subplot_image_axes, values_by_model
 from gradviz.viz.style import DIVERGING_COLORSCALE, LAYOUT, PALETTE
 
 __all__ = [
@@ -214,14 +214,10 @@ def accuracy_vs_eps_figure(
         ValueError: no model or a curve whose length differs from the grid.
     """
     grid = as_array(eps_grid).reshape(-1)
-    if not curves:
-        raise ValueError("curves must hold at least one model's accuracies")
+    accuracies = values_by_model(curves, "curves", grid.size, "eps values")
     scale, unit = (255.0, " (/255)") if per_255 else (1.0, " ([0, 1] pixel units)")
     fig = go.Figure()
-    for i, (name, acc) in enumerate(curves.items()):
-        a = as_array(acc).reshape(-1)
-        if a.shape != grid.shape:
-            raise ValueError(f"curve {name!r} has {a.size} points for a grid of {grid.size}")
+    for i, (name, a) in enumerate(accuracies.items()):
         fig.add_trace(go.Scatter(
             x=grid * scale, y=100 * a, mode="lines+markers", name=short_model_name(name),
             line=dict(color=PALETTE[i % len(PALETTE)]),

@@ -1,6 +1,8 @@
 """Helpers shared by the figure modules of :mod:`gradviz.viz`: arrays in, names, image panels.
 
 * :func:`as_array`, :func:`chw`: tensors or array-likes as NumPy arrays, one image as (C, H, W);
+* :func:`values_by_model`, :func:`shared_bins`: per-model values (curves checked against their x axis),
+  one set of histogram bins for every model;
 * :func:`class_name`, :func:`short_model_name`, :func:`prediction_text`: the text of titles;
 * :func:`image_trace`, :func:`subplot_image_axes`, :func:`image_axis`: image panels (square
   pixels, row 0 on top, no ticks) in a ``make_subplots`` grid or at explicit domains.
@@ -8,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Optional, Union
 
@@ -26,8 +28,10 @@ __all__ = [
     "image_axis",
     "image_trace",
     "prediction_text",
+    "shared_bins",
     "short_model_name",
     "subplot_image_axes",
+    "values_by_model",
 ]
 
 #: What the builders accept as an array: a tensor (any device; detached), an ndarray or a
@@ -61,6 +65,56 @@ def chw(a, what: str, *, channels: Optional[Sequence[int]] = None) -> np.ndarray
         allowed = "" if channels is None else " with C = " + " or ".join(str(c) for c in channels)
         raise ValueError(f"{what} must be one image (C, H, W){allowed}; got shape {a.shape}")
     return a
+
+
+def values_by_model(values: Mapping[str, ArrayLike], arg: str, n_points: Optional[int] = None,
+                    x_name: str = "points") -> dict[str, np.ndarray]:
+    """model name -> its values as a 1-D float64 array, in the mapping's order; with
+    ``n_points``, each checked against the x axis (a curve).
+
+    Args:
+        values: model name -> (P,) values (any shape without ``n_points``: flattened).
+        arg: the argument's name, for the messages (e.g. ``"inductive"``).
+        n_points: P, the length of the x axis; None (default): no check.
+        x_name: what the x axis holds, for the message (e.g. ``"radii"``).
+
+    Raises:
+        ValueError: no model; with ``n_points``, a curve of another length.
+    """
+    if not values:
+        raise ValueError(f"{arg} must hold at least one model's values")
+    out = {name: as_array(v).reshape(-1) for name, v in values.items()}
+    for name, v in out.items():
+        if n_points is not None and v.size != n_points:
+            raise ValueError(f"the curve of {name!r} in {arg} has {v.size} points for {n_points} {x_name}")
+    return out
+
+
+def shared_bins(values: Iterable[np.ndarray], bins: int, *, pad: float, empty: tuple[float, float] = (0.0, 1.0)
+                ) -> dict[str, float]:
+    """One set of ``bins`` equal histogram bins over the finite entries of all ``values``, for
+    ``go.Histogram(xbins=...)``: every model's histogram then shares them.
+
+    Args:
+        values: 1-D arrays (NaN and inf are left out of the range).
+        bins: number of bins (>= 1).
+        pad: a range narrower than 1e-6 is widened by ``pad`` on each side.
+        empty: the range when there is no finite entry. Default (0, 1).
+
+    Returns:
+        ``{"start", "end", "size"}`` (``end`` a hair beyond the largest value, so it falls in
+        the last bin).
+
+    Raises:
+        ValueError: ``bins`` < 1.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1; got {bins}")
+    finite = np.concatenate([v[np.isfinite(v)] for v in values] or [np.zeros(0)])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else empty
+    if hi - lo < 1e-6:
+        lo, hi = lo - pad, hi + pad
+    return dict(start=lo, end=hi + 1e-9, size=(hi - lo) / bins)
 
 
 def short_model_name(name: str) -> str:

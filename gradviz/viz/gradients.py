@@ -188,6 +188,10 @@ def _default_title(grid: "GradientGrid") -> str:
         grid.objective, OBJECTIVES.get(grid.objective, grid.objective))
     target = {"label": "true label", "predicted": "predicted class",
               "class": f"class {grid.class_index}"}.get(grid.target_choice, grid.target_choice)
+    if grid.target_choice == "label" and not bool((grid.labels >= 0).all()):  # uploads: no true label
+        # what compute_gradient_grid did (and its notes say): the predicted class where no label is known
+        target = ("predicted class (no true label)" if not bool((grid.labels >= 0).any())
+                  else "true label, else the predicted class")
     scaling = {"per_panel": "per-panel", "shared": "shared per row", "raw": "raw"}[grid.scaling]
     clip = f" · clipped {grid.clip[0]:g}–{grid.clip[1]:g} %ile" if grid.clip else ""
     return (f"{method} of the {objective} · target: {target} · "

@@ -31,7 +31,7 @@ from plotly.subplots import make_subplots
 
 from gradviz.inequality import gini, lorenz_curve, regional_gini
 from gradviz.viz.common import ArrayLike, as_array, chw, class_name, image_axis, image_trace, prediction_text
-from gradviz.viz.common import short_model_name
+from gradviz.viz.common import shared_bins, short_model_name, values_by_model
 from gradviz.viz.style import FONT, LAYOUT, MAGNITUDE_COLORSCALE, page_title, resolve_colours
 
 __all__ = [
@@ -222,16 +222,8 @@ def lorenz_figure(
         ValueError: no model; a curve whose length differs from ``fractions``.
     """
     f = as_array(fractions).reshape(-1)
-    if not shares:
-        raise ValueError("shares must hold at least one model's curve")
-    names = list(shares)
-    cols = resolve_colours(colours, names)
-    curves = {}
-    for n in names:
-        s = as_array(shares[n]).reshape(-1)
-        if s.shape != f.shape:
-            raise ValueError(f"the curve of {n!r} has {s.size} points; fractions has {f.size}")
-        curves[n] = s
+    curves = values_by_model(shares, "shares", f.size, "fractions")
+    cols = resolve_colours(colours, list(curves))
     fig = go.Figure(_lorenz_traces(f, curves, cols, dict(ginis or {}), "x", "y", what="smallest"))
     title = "Lorenz curves" if title is None else title
     top = 50 if title else 20
@@ -276,26 +268,18 @@ def gini_histogram_figure(
     Raises:
         ValueError: no model; ``bins`` < 1.
     """
-    if not global_gini:
-        raise ValueError("global_gini must hold at least one model's values")
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1; got {bins}")
-    names = list(global_gini)
+    names = list(values_by_model(global_gini, "global_gini"))
     cols = resolve_colours(colours, names)
     panels = [("global", global_gini)] + ([("regional", regional)] if regional else [])
     fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08)
     for c, (kind, values) in enumerate(panels, start=1):
         arrays = {n: as_array(values[n]).reshape(-1) for n in names}
-        finite = np.concatenate([v[np.isfinite(v)] for v in arrays.values()] or [np.zeros(0)])
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        if hi - lo < 1e-6:
-            lo, hi = lo - 0.005, hi + 0.005
-        size = (hi - lo) / bins
+        xbins = shared_bins(arrays.values(), bins, pad=0.005)
         for n in names:
             v = arrays[n]
             fig.add_trace(go.Histogram(
                 x=v, name=short_model_name(n), legendgroup=n, showlegend=c == 1, histnorm="percent",
-                xbins=dict(start=lo, end=hi + 1e-9, size=size), marker=dict(color=cols[n], line=dict(width=0)),
+                xbins=xbins, marker=dict(color=cols[n], line=dict(width=0)),
                 opacity=0.55, customdata=np.full(v.shape, v.size),
                 hovertemplate=f"{kind} Gini %{{x}}<br>%{{y:.1f}} % of the images<extra>{short_model_name(n)}</extra>",
             ), row=1, col=c)
@@ -359,22 +343,21 @@ def noise_error_figure(
         ValueError: no model; a curve whose length differs from ``k_percent``.
     """
     kp = as_array(k_percent).reshape(-1)
-    if not inductive:
-        raise ValueError("inductive must hold at least one model's error rates")
-    names = list(inductive)
+    lines = {"inductive": values_by_model(inductive, "inductive", kp.size, "values of k")}
+    names = list(lines["inductive"])
+    if random is not None:
+        lines["random"] = values_by_model({n: random[n] for n in names}, "random", kp.size, "values of k")
     cols = resolve_colours(colours, names)
     counts = list(k_counts) if k_counts is not None else [None] * kp.size
     custom = np.array([c if c is not None else -1 for c in counts])
     fig = go.Figure()
     for n in names:
-        for kind, curves, dash in (("inductive", inductive, "solid"), ("random", random, "dash")):
-            if curves is None:
+        for kind, dash in (("inductive", "solid"), ("random", "dash")):
+            if kind not in lines:
                 continue
-            e = as_array(curves[n]).reshape(-1)
-            if e.shape != kp.shape:
-                raise ValueError(f"the {kind} curve of {n!r} has {e.size} points for {kp.size} values of k")
             fig.add_trace(go.Scatter(
-                x=kp, y=100 * e, customdata=custom, mode="lines+markers", name=f"{short_model_name(n)} · {kind}",
+                x=kp, y=100 * lines[kind][n], customdata=custom, mode="lines+markers",
+                name=f"{short_model_name(n)} · {kind}",
                 legendgroup=n, line=dict(color=cols[n], dash=dash, width=2.5 if kind == "inductive" else 1.8),
                 marker=dict(symbol="circle" if kind == "inductive" else "circle-open", size=7),
                 hovertemplate=(f"{kind} noise<br>k %{{x:.3g}} % (%{{customdata}} features)<br>error "
@@ -425,15 +408,10 @@ def occlusion_error_figure(
         ValueError: no model; a curve whose length differs from ``radii``.
     """
     r = as_array(radii).reshape(-1)
-    if not errors:
-        raise ValueError("errors must hold at least one model's curve")
-    names = list(errors)
-    cols = resolve_colours(colours, names)
+    curves = values_by_model(errors, "errors", r.size, "radii")
+    cols = resolve_colours(colours, list(curves))
     fig = go.Figure()
-    for n in names:
-        e = as_array(errors[n]).reshape(-1)
-        if e.shape != r.shape:
-            raise ValueError(f"the curve of {n!r} has {e.size} points for {r.size} radii")
+    for n, e in curves.items():
         fig.add_trace(go.Scatter(
             x=r, y=100 * e, mode="lines+markers", name=short_model_name(n), line=dict(color=cols[n], width=2.5),
             hovertemplate=f"radius ≤ %{{x}} px<br>error %{{y:.1f}} %<extra>{short_model_name(n)}</extra>",

@@ -56,6 +56,19 @@ def _series(log: Sequence[dict], key: str) -> tuple[list, list]:
     return xs, ys
 
 
+def _two_panel_layout(fig: go.Figure, title: Optional[str], default: str, *, height: int) -> go.Figure:
+    """The layout of a two-panel per-epoch figure: x axes titled "epoch", the title
+    (None: ``default``; "": none), the legend below."""
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(
+        **LAYOUT, height=height,
+        title=(title if title is not None else default) or None,
+        margin=dict(l=60, r=20, t=70 if title != "" else 40, b=60),
+        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
+    )
+    return fig
+
+
 def training_curves_figure(log: Sequence[dict], *, title: Optional[str] = None,
                            monitor: Optional[dict] = None) -> go.Figure:
     """A model's learning curves: loss (left) and accuracies in % (right) per epoch.
@@ -95,15 +108,8 @@ def training_curves_figure(log: Sequence[dict], *, title: Optional[str] = None,
             fig.add_trace(go.Scatter(x=xs, y=[100 * y for y in ys], mode="lines+markers", name=label,
                                      line=dict(color=colour, dash=dash),
                                      hovertemplate="epoch %{x}<br>%{y:.1f} %<extra>" + name + "</extra>"), 1, 2)
-    fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(range=[-2, 102], row=1, col=2)
-    fig.update_layout(
-        **LAYOUT, height=380,
-        title=(title if title is not None else "Training curves") or None,
-        margin=dict(l=60, r=20, t=70 if title != "" else 40, b=60),
-        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
-    )
-    return fig
+    return _two_panel_layout(fig, title, "Training curves", height=380)
 
 
 def has_agr_diagnostics(log: Sequence[dict]) -> bool:
@@ -151,16 +157,9 @@ def agr_diagnostics_figure(log: Sequence[dict], *, start_epoch: Optional[int] = 
             fig.add_vline(x=start_epoch - 0.5, line=dict(color="#888888", dash="dash", width=1), row=1, col=col)
         fig.add_annotation(x=start_epoch - 0.5, y=1.02, xref="x", yref="y domain", text="AGR on",
                            showarrow=False, xanchor="left", font=dict(size=11, color="#555555"))
-    fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(range=[-1.05, 1.05], row=1, col=1)
     fig.update_yaxes(type="log", dtick="D2", row=1, col=2)
-    fig.update_layout(
-        **LAYOUT, height=360,
-        title=(title if title is not None else "AGR diagnostics") or None,
-        margin=dict(l=60, r=20, t=70 if title != "" else 40, b=60),
-        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
-    )
-    return fig
+    return _two_panel_layout(fig, title, "AGR diagnostics", height=360)
 
 
 def has_gradient_cosines(log: Sequence[dict]) -> bool:
