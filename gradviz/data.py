@@ -238,10 +238,58 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 #: Largest image file (bytes) that :func:`load_image` reads.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 IMAGE_FORMATS = ("PNG", "JPEG")
+#: Median brightness (in [0, 1]) of a grayscale image's border above which :func:`load_image`
+#: takes it for strokes drawn on a light background (black on white) and, with
+#: ``invert="auto"``, inverts it to the MNIST convention (light strokes on black).
+LIGHT_BACKGROUND = 0.5
+#: The ``invert`` choices of :func:`load_image`.
+INVERT_CHOICES = ("auto", True, False)
 
 
 class ImageInputError(ValueError):
     """A user image that cannot be used: not an image, unsupported format, or too large."""
+
+
+def _too_large(width: int | None, height: int | None, pixels: int | None = None) -> str:
+    size = f"{width} x {height} pixels ({width * height:,})" if width and height else f"{pixels:,} pixels"
+    return f"the image is too large: {size}; at most {MAX_IMAGE_PIXELS:,} pixels (e.g. 4096 x 4096) are accepted"
+
+
+def _header_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk or a JPEG's start-of-frame segment, read
+    without decoding the image (for one too large for PIL to open); None if not found."""
+    import struct
+
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR" and len(raw) >= 24:
+        return struct.unpack(">II", raw[16:24])
+    if raw[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(raw):
+            if raw[i] != 0xFF:
+                return None
+            marker = raw[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # markers without a length
+                i += 2
+                continue
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                height, width = struct.unpack(">HH", raw[i + 5 : i + 9])
+                return width, height
+            i += 2 + struct.unpack(">H", raw[i + 2 : i + 4])[0]
+    return None
+
+
+def _border_brightness(x: torch.Tensor) -> float:
+    """Median of the pixels in a frame along the edges of a (1, 1, H, W) image in [0, 1]
+    (a frame 1/14 of the shorter side wide, at least 1 pixel: 2 pixels on 28 x 28): the
+    background's brightness when the subject sits in the middle."""
+    h, w = x.shape[-2:]
+    b = max(1, round(min(h, w) / 14))
+    img = x[0, 0]
+    frame = torch.cat([img[:b].flatten(), img[-b:].flatten(), img[b:-b, :b].flatten(), img[b:-b, -b:].flatten()])
+    return float(frame.median())
 
 
 def load_image(
@@ -249,17 +297,30 @@ def load_image(
     *,
     channels: int = 1,
     size: int = 28,
+    invert: Union[str, bool] = "auto",
 ) -> tuple[torch.Tensor, list[str]]:
     """Read a PNG or JPEG into a model's input format.
 
     The image is converted to ``channels`` (1: grayscale "L", 3: "RGB"; transparency is
-    composited onto black, as MNIST's background) and resized to ``size`` x ``size``
-    (bilinear, antialiased, aspect ratio not kept). Every conversion is reported.
+    composited onto black, as MNIST's background, or onto white when the visible strokes
+    are dark and the image is to be inverted), inverted where asked (below) and resized to
+    ``size`` x ``size`` (bilinear, antialiased, aspect ratio not kept). Every conversion is
+    reported.
+
+    Inversion: gradviz's grayscale datasets (MNIST, Fashion-MNIST, squares) have light
+    strokes on a dark background, while people draw and scan dark strokes on white paper; a
+    model then sees a white image with a dark hole and its answer means little. With
+    ``invert="auto"`` a grayscale image (``channels=1``) whose border is light (median
+    brightness of the outer frame above :data:`LIGHT_BACKGROUND`) is inverted, ``1 - x``,
+    and the notes say so. Colour images (``channels=3``: CIFAR-10's photos have no background
+    convention) are never inverted by ``"auto"``.
 
     Args:
         source: a path, the file's bytes, or a binary file object.
         channels: 1 or 3.
         size: output height and width in pixels.
+        invert: ``"auto"`` (default: see above), ``True`` (always invert) or ``False``
+            (never; a light background is still reported in the notes).
 
     Returns:
         ``(x, notes)``: x (1, channels, size, size) float32 in [0, 1]; notes, a list of
@@ -267,31 +328,45 @@ def load_image(
 
     Raises:
         ImageInputError: not a PNG/JPEG image, a corrupt file, a file over
-            :data:`MAX_IMAGE_BYTES`, or an image over :data:`MAX_IMAGE_PIXELS`.
+            :data:`MAX_IMAGE_BYTES`, or an image over :data:`MAX_IMAGE_PIXELS` ("too large",
+            with its size, also for images far too large for PIL to open).
+        ValueError: channels not 1 or 3; invert not one of :data:`INVERT_CHOICES`.
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms import functional as TF
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if not any(invert is c or (isinstance(c, str) and invert == c) for c in INVERT_CHOICES):
+        raise ValueError(f"invert must be 'auto', True or False, got {invert!r}")
     raw = _read_bytes(source)
     if len(raw) > MAX_IMAGE_BYTES:
         raise ImageInputError(
             f"the file is {len(raw) / 2**20:.1f} MiB; images up to {MAX_IMAGE_BYTES // 2**20} MiB are accepted"
         )
     try:
-        img = Image.open(io.BytesIO(raw))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with its size
+            img = Image.open(io.BytesIO(raw))
         fmt = img.format
         width, height = img.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:  # over twice PIL's own limit: PIL will not even open it
+        dims = _header_size(raw)
+        if dims:
+            raise ImageInputError(_too_large(*dims)) from err
+        import re
+
+        found = re.search(r"\((\d+) pixels\)", str(err))  # PIL: "Image size (N pixels) exceeds limit ..."
+        raise ImageInputError(_too_large(None, None, int(found.group(1))) if found
+                              else "the image is too large to be opened") from err
+    except (UnidentifiedImageError, OSError) as err:
         raise ImageInputError("the file is not an image that can be read (PNG or JPEG expected)") from err
     if fmt not in IMAGE_FORMATS:
         raise ImageInputError(f"the file is a {fmt} image; PNG or JPEG expected")
     if width * height > MAX_IMAGE_PIXELS:
-        raise ImageInputError(
-            f"the image is {width} x {height} pixels; at most {MAX_IMAGE_PIXELS:,} pixels "
-            f"(e.g. 4096 x 4096) are accepted"
-        )
+        raise ImageInputError(_too_large(width, height))
     try:
         img.load()
     except (OSError, ValueError) as err:
@@ -301,9 +376,15 @@ def load_image(
     mode = "L" if channels == 1 else "RGB"
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        fill, why = (0, 0, 0, 255), ""
+        if channels == 1 and invert is not False:
+            seen = np.asarray(rgba)[..., 3] >= 128
+            luma = np.asarray(rgba.convert("L"))
+            if seen.any() and float(np.median(luma[seen])) < 128:  # dark strokes on a transparent canvas
+                fill, why = (255, 255, 255, 255), " (dark strokes on a transparent canvas)"
+        background = Image.new("RGBA", rgba.size, fill)
         img = Image.alpha_composite(background, rgba)
-        notes.append("transparency was composited onto a black background")
+        notes.append(f"transparency was composited onto a {'white' if fill[0] else 'black'} background{why}")
     if img.mode != mode:
         notes.append(
             f"converted from {img.mode} to {'grayscale' if mode == 'L' else 'RGB'}"
@@ -311,6 +392,16 @@ def load_image(
         )
         img = img.convert(mode)
     x = TF.pil_to_tensor(img).float().div(255.0).unsqueeze(0)
+    background = _border_brightness(x) if channels == 1 else None
+    light = background is not None and background > LIGHT_BACKGROUND
+    if invert is True or (invert == "auto" and light):
+        x = 1.0 - x
+        notes.append("inverted, as asked" if invert is True else
+                     f"the background was light (border brightness {background:.2f} of 1): inverted to light "
+                     "strokes on a dark background, the convention of the model's data (MNIST: white digits on black)")
+    elif invert is False and light:
+        notes.append(f"the background is light (border brightness {background:.2f} of 1) and was not inverted, as "
+                     "asked: the model was trained on light strokes on a dark background")
     if (width, height) != (size, size):
         x = TF.resize(x, [size, size], antialias=True).clamp(0, 1)
         notes.append(f"resized from {width} x {height} to {size} x {size} pixels")

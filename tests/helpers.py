@@ -77,6 +77,32 @@ def linear_classifier(num_features: int, num_classes: int, seed: int = 0, dtype=
     return model.to(dtype) if dtype is not None else model
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height (1-bit grayscale) with no pixel data: all that
+    PIL reads before it refuses an image too large to open."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def drawn_digit(ink=0, paper=255, size: tuple[int, int] = (56, 56), mode: str = "L") -> bytes:
+    """A "1" drawn as people draw it, a 5 px stroke of ``ink`` on ``paper`` (default black
+    on white), as PNG bytes."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new(mode, size, paper)
+    ImageDraw.Draw(img).line([(size[0] // 2, 8), (size[0] // 2, size[1] - 8)], fill=ink, width=5)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def app_charts(at) -> dict[str, dict]:
     """The plotly figures an AppTest run drew, by title (a plain-string title too)."""
     import json

@@ -14,6 +14,7 @@ from gradviz import zoo
 from gradviz.data import MAX_IMAGE_PIXELS
 from gradviz.nets import build_model
 from gradviz.ui import parse_indices, read_upload
+from tests.helpers import drawn_digit, png_header
 
 TIMEOUT = 60
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -28,6 +29,7 @@ def png(mode: str, size: tuple[int, int], color=255) -> bytes:
 BAD_FILES = {
     "notes.png": b"this is not an image at all",
     "huge.png": png("1", (5000, 5000), 0),  # 25 Mpx, a few kB on disk
+    "giant.png": png_header(20000, 20000),  # 400 Mpx: over twice PIL's own limit
 }
 
 
@@ -60,8 +62,14 @@ def test_parse_indices():
 
 
 def test_read_upload_messages():
-    ok = read_upload(png("L", (28, 28)), "digit.png", channels=1, size=28)
+    ok = read_upload(png("L", (28, 28), 0), "digit.png", channels=1, size=28)
     assert ok.ok and ok.x.shape == (1, 1, 28, 28) and not ok.infos and not ok.errors
+
+    drawn = read_upload(drawn_digit(), "drawn.png", channels=1, size=28)  # black on white
+    assert drawn.ok and drawn.x[0, 0, 0, 0] == 0 and drawn.x.max() == 1
+    assert "drawn.png" in drawn.infos[0] and "inverted to light strokes on a dark background" in drawn.infos[0]
+    kept = read_upload(drawn_digit(), "drawn.png", channels=1, size=28, invert=False)
+    assert kept.x[0, 0, 0, 0] == 1 and "not inverted, as asked" in kept.infos[0]
 
     rgb = read_upload(png("RGB", (28, 28), (255, 0, 0)), "red.png", channels=1, size=28)
     assert rgb.ok and rgb.x.shape == (1, 1, 28, 28)
@@ -86,6 +94,8 @@ def test_read_upload_messages():
 
     huge = read_upload(BAD_FILES["huge.png"], "huge.png", channels=1, size=28)
     assert not huge.ok and "5000 x 5000" in huge.errors[0] and f"{MAX_IMAGE_PIXELS:,}" in huge.errors[0]
+    giant = read_upload(BAD_FILES["giant.png"], "giant.png", channels=1, size=28)  # too large for PIL to open
+    assert not giant.ok and "too large: 20000 x 20000 pixels" in giant.errors[0]
 
     gif = io.BytesIO()
     Image.new("L", (8, 8)).save(gif, format="GIF")
@@ -182,12 +192,14 @@ def test_uploads_good_and_bad(shipped_models):
     uploader.upload("huge.png", BAD_FILES["huge.png"], "image/png")
     uploader.upload("red.png", png("RGB", (28, 28), (200, 30, 30)), "image/png")
     uploader.upload("ghost.png", png("RGBA", (28, 28), (255, 255, 255, 128)), "image/png")
-    uploader.upload("wide.png", png("L", (64, 40)), "image/png")
+    uploader.upload("wide.png", png("L", (64, 40), 0), "image/png")
+    uploader.upload("giant.png", BAD_FILES["giant.png"], "image/png")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
     assert any("notes.png" in e and "not an image" in e for e in errors)
     assert any("huge.png" in e and "5000 x 5000" in e for e in errors)
+    assert any("giant.png" in e and "too large: 20000 x 20000 pixels" in e for e in errors)
     infos = [i.value for i in at.info]
     assert any("red.png" in i and "grayscale" in i for i in infos)
     assert any("ghost.png" in i and "transparency" in i for i in infos)
@@ -196,6 +208,25 @@ def test_uploads_good_and_bad(shipped_models):
     spec = chart_spec(at)
     assert len(spec["data"]) == 3 * 3
     assert [a["text"] for a in spec["layout"]["annotations"]][::3] == ["red.png", "ghost.png", "wide.png"]
+    # the title says what the note says: no true label, so each model's predicted class
+    title = spec["layout"]["title"]["text"]
+    assert "target: predicted class (no true label)" in title and "true label ·" not in title
+
+
+def test_uploads_drawn_black_on_white_are_inverted_with_a_toggle(shipped_models):
+    at = run_app()
+    at.radio(key="grad_mode").set_value("upload").run()
+    assert at.radio(key="grad_invert").value == "auto"
+    at.file_uploader(key="grad_upload").upload("drawn.png", drawn_digit(), "image/png")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("drawn.png" in i.value and "inverted to light strokes on a dark background" in i.value
+               for i in at.info)
+    auto = chart_spec(at)["data"][0]["z"]
+    at.radio(key="grad_invert").set_value("never").run()
+    assert not at.exception
+    assert any("drawn.png" in i.value and "not inverted, as asked" in i.value for i in at.info)
+    assert chart_spec(at)["data"][0]["z"] != auto  # the image the models see changed back
 
 
 def test_a_model_that_fails_to_load_is_reported(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from gradviz import data
-from tests.helpers import make_cifar10_like, make_mnist_like
+from tests.helpers import drawn_digit, make_cifar10_like, make_mnist_like, png_header
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +89,9 @@ def _png(mode: str, size: tuple[int, int], color=128) -> bytes:
 
 
 def test_load_image_grayscale_exact_size_has_no_notes():
-    x, notes = data.load_image(_png("L", (28, 28), 255))
+    x, notes = data.load_image(_png("L", (28, 28), 0))  # MNIST's convention: nothing to convert
     assert x.shape == (1, 1, 28, 28) and notes == []
-    assert torch.allclose(x, torch.ones_like(x))
+    assert torch.equal(x, torch.zeros_like(x))
 
 
 def test_load_image_converts_rgb_and_says_so():
@@ -133,8 +133,57 @@ def test_load_image_rejects_other_formats():
 def test_load_image_rejects_huge_images():
     buf = io.BytesIO()
     Image.new("1", (5000, 5000)).save(buf, format="PNG")  # 25 Mpx, a few kB on disk
-    with pytest.raises(data.ImageInputError, match="at most"):
+    with pytest.raises(data.ImageInputError, match=r"too large: 5000 x 5000 pixels \(25,000,000\); at most"):
         data.load_image(buf.getvalue())
+
+
+def test_a_20000_pixel_wide_image_is_too_large_not_unreadable():
+    # 400 Mpx: over twice PIL's limit, so PIL refuses to open it (DecompressionBombError)
+    with pytest.raises(data.ImageInputError) as err:
+        data.load_image(png_header(20000, 20000))
+    assert str(err.value) == ("the image is too large: 20000 x 20000 pixels (400,000,000); at most "
+                              f"{data.MAX_IMAGE_PIXELS:,} pixels (e.g. 4096 x 4096) are accepted")
+    # 100 Mpx: between PIL's warning and its limit
+    with pytest.raises(data.ImageInputError, match=r"too large: 10000 x 10000 pixels"):
+        data.load_image(png_header(10000, 10000))
+    # a JPEG whose frame header says 30000 x 30000
+    buf = io.BytesIO()
+    Image.new("L", (16, 16)).save(buf, format="JPEG")
+    raw = bytearray(buf.getvalue())
+    sof = raw.index(b"\xff\xc0")
+    raw[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2
+    with pytest.raises(data.ImageInputError, match=r"too large: 30000 x 30000 pixels"):
+        data.load_image(bytes(raw))
+
+
+def test_load_image_inverts_a_dark_digit_on_white_to_the_mnist_convention():
+    x, notes = data.load_image(drawn_digit(ink=0, paper=255))
+    assert x[0, 0, 0, 0] == 0 and x[0, 0, 14, 14] > 0.9  # white stroke on black, like MNIST
+    assert any(n.startswith("the background was light (border brightness 1.00 of 1): inverted") for n in notes)
+    # the same digit drawn as MNIST has it is left alone
+    y, notes_y = data.load_image(drawn_digit(ink=255, paper=0))
+    torch.testing.assert_close(x, y)
+    assert not any("invert" in n for n in notes_y)
+
+
+def test_load_image_invert_toggle():
+    black_on_white = drawn_digit(ink=0, paper=255)
+    x, notes = data.load_image(black_on_white, invert=False)
+    assert x[0, 0, 0, 0] == 1  # kept as it is, and said
+    assert any("was not inverted, as asked" in n for n in notes)
+    x, notes = data.load_image(drawn_digit(ink=255, paper=0), invert=True)
+    assert x[0, 0, 0, 0] == 1 and "inverted, as asked" in notes
+    # colour models: "auto" never inverts a photo
+    x, notes = data.load_image(_png("RGB", (32, 32), (250, 250, 250)), channels=3, size=32)
+    assert x.min() > 0.9 and not any("invert" in n for n in notes)
+    with pytest.raises(ValueError, match="invert must be"):
+        data.load_image(black_on_white, invert="yes")
+
+
+def test_load_image_dark_strokes_on_a_transparent_canvas():
+    x, notes = data.load_image(drawn_digit(ink=(0, 0, 0, 255), paper=(0, 0, 0, 0), mode="RGBA"))
+    assert x[0, 0, 0, 0] == 0 and x[0, 0, 14, 14] > 0.9  # the strokes show, white on black
+    assert notes[0] == "transparency was composited onto a white background (dark strokes on a transparent canvas)"
 
 
 def test_load_image_rejects_truncated_files():

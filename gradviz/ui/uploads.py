@@ -14,7 +14,7 @@ import torch
 
 from gradviz.data import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageInputError, load_image
 
-__all__ = ["UPLOAD_HELP", "UPLOAD_TYPES", "UploadResult", "read_upload", "show_messages"]
+__all__ = ["INVERT_OPTIONS", "UPLOAD_HELP", "UPLOAD_TYPES", "UploadResult", "read_upload", "show_messages"]
 
 #: File types the uploader accepts.
 UPLOAD_TYPES = ("png", "jpg", "jpeg")
@@ -25,6 +25,13 @@ UPLOAD_HELP = (
     f"(e.g. 4096 x 4096). Colour or transparent images are converted and resized to the "
     f"model's input, and you are told what was changed."
 )
+
+#: The upload's inversion choices: label shown -> ``invert`` of :func:`gradviz.data.load_image`.
+INVERT_OPTIONS = {
+    "auto": "auto",
+    "always": True,
+    "never": False,
+}
 
 
 @dataclass
@@ -48,7 +55,7 @@ class UploadResult:
         return self.x is not None
 
 
-def read_upload(data: bytes, name: str, *, channels: int, size: int) -> UploadResult:
+def read_upload(data: bytes, name: str, *, channels: int, size: int, invert="auto") -> UploadResult:
     """Read an uploaded file's bytes into a model input (never raises for bad files).
 
     Args:
@@ -56,16 +63,19 @@ def read_upload(data: bytes, name: str, *, channels: int, size: int) -> UploadRe
         name: the file name, for the messages.
         channels: the model's input channels (1 grayscale, 3 RGB).
         size: the model's input height and width in pixels.
+        invert: ``"auto"`` (default: a grayscale image on a light background, e.g. a digit
+            drawn in black on white, is inverted to the dataset's light-on-dark convention),
+            ``True`` or ``False``; see :func:`gradviz.data.load_image`.
 
     Returns:
         :class:`UploadResult`: ``x`` (1, channels, size, size) with one info sentence
-        listing the conversions (grayscale/RGB, transparency, resizing) if any; or ``x``
+        listing the conversions (grayscale/RGB, transparency, inversion, resizing) if any; or ``x``
         None with an error sentence (not an image, not PNG/JPEG, corrupt, more than
-        :data:`gradviz.data.MAX_IMAGE_BYTES` bytes or :data:`gradviz.data.MAX_IMAGE_PIXELS`
-        pixels).
+        :data:`gradviz.data.MAX_IMAGE_BYTES` bytes, or too large: more than
+        :data:`gradviz.data.MAX_IMAGE_PIXELS` pixels, with its size).
     """
     try:
-        x, notes = load_image(bytes(data), channels=channels, size=size)
+        x, notes = load_image(bytes(data), channels=channels, size=size, invert=invert)
     except ImageInputError as err:
         return UploadResult(name, None, errors=[f"**{name}** was not used: {err}."])
     infos = []

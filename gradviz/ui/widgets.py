@@ -16,7 +16,7 @@ from gradviz.attribution import CHANNEL_REDUCTIONS, METHODS, OBJECTIVES
 from gradviz.data import ImageDataset, dataset_info
 from gradviz.viz.export import MIME_TYPES, STATIC_FORMATS, figure_to_bytes, static_export_available
 from gradviz.gradients import UNKNOWN_LABEL, pick_indices
-from gradviz.ui.uploads import UPLOAD_HELP, UPLOAD_TYPES, UploadResult, read_upload
+from gradviz.ui.uploads import INVERT_OPTIONS, UPLOAD_HELP, UPLOAD_TYPES, UploadResult, read_upload
 
 __all__ = [
     "DisplayChoice",
@@ -128,7 +128,15 @@ def image_picker(ds: ImageDataset, *, key: str) -> ImageChoice:
         ) or []
         channels = info.channels if info else int(ds.x.shape[1])
         size = info.size if info else int(ds.x.shape[-1])
-        results = [read_upload(f.getvalue(), f.name, channels=channels, size=size) for f in files]
+        invert = st.radio(
+            "Invert (dark strokes on a light background)", list(INVERT_OPTIONS), key=f"{key}_invert",
+            horizontal=True,
+            help=("auto: a grayscale image on a light background (a digit drawn in black on white) is inverted "
+                  "to the data's convention, light strokes on black, and you are told; always / never: as "
+                  "chosen. Colour images are inverted only with 'always'."),
+        )
+        results = [read_upload(f.getvalue(), f.name, channels=channels, size=size, invert=INVERT_OPTIONS[invert])
+                   for f in files]
         kept = [r for r in results if r.ok][:MAX_IMAGES]
         x = torch.cat([r.x for r in kept]) if kept else ds.x[:0]
         choice = ImageChoice(x, [UNKNOWN_LABEL] * len(kept), [r.name for r in kept], None, uploads=results)
