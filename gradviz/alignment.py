@@ -16,60 +16,17 @@ the model as it was (mode, parameters and their ``.grad``), and evaluates it in 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradviz.tensors import as_labels, check_classes, eval_mode
+from gradviz.tensors import per_image_cosine as cosine  # the per-image cosine, kept as alignment.cosine
 from gradviz.utils import check_images
 
 GRADIENTS = ("loss", "closest")
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-row cosine of two batches (N, ...) flattened to (N, D): (N,) in [-1, 1]; 0 where
-    either vector is zero.
-
-    Raises:
-        ValueError: different shapes.
-    """
-    if a.shape != b.shape:
-        raise ValueError(f"cosine of tensors of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    a, b = a.flatten(1), b.flatten(1)
-    na, nb = a.norm(dim=1), b.norm(dim=1)
-    dot = (a * b).sum(1)
-    denom = na * nb
-    return torch.where(denom > 0, dot / denom.clamp_min(torch.finfo(denom.dtype).tiny), torch.zeros_like(dot))
-
-
-@contextmanager
-def _eval_mode(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def _check_labels(y, x: torch.Tensor, name: str = "y") -> torch.Tensor:
-    if not isinstance(y, torch.Tensor):
-        y = torch.as_tensor(y)
-    if y.is_floating_point():
-        raise ValueError(f"{name} must hold integer class indices")
-    y = y.to(x.device).long()
-    y = y.expand(x.shape[0]) if y.ndim == 0 else y.reshape(-1)  # an int: the same class for all
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"{name} has {y.shape[0]} entries for {x.shape[0]} images")
-    return y
-
-
-def _check_range(t: torch.Tensor, k: int, name: str) -> None:
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= k):
-        raise ValueError(f"{name} must lie in [0, {k}), got {int(t.min())}..{int(t.max())}")
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +52,7 @@ def jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         ValueError: x not an image batch in [0, 1] (or NaN); a model not returning (N, K).
     """
     check_images(x)
-    with _eval_mode(model):
+    with eval_mode(model), torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         d = _logits(model, xg)
         k = d.shape[1]
@@ -130,7 +87,7 @@ def closest_class(model: nn.Module, x: torch.Tensor, y, *, return_distances: boo
             range, a model with fewer than 2 classes.
     """
     check_images(x)
-    y = _check_labels(y, x)
+    y = as_labels(y, len(x), device=x.device, broadcast=True)
     classes, dists = [], []
     for i in range(0, max(len(x), 1), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
@@ -140,7 +97,7 @@ def closest_class(model: nn.Module, x: torch.Tensor, y, *, return_distances: boo
         k = d.shape[1]
         if k < 2:
             raise ValueError("closest_class needs a model with at least 2 classes")
-        _check_range(yb, k, "y")
+        check_classes(yb, k, "y")
         ar = torch.arange(len(xb), device=x.device)
         gap = d[ar, yb][:, None] - d  # (B, K), d_y - d_c
         gnorm = (J[ar, yb][:, None] - J).flatten(2).norm(dim=2)  # (B, K)
@@ -164,14 +121,14 @@ def margin_gradient(model: nn.Module, x: torch.Tensor, y, target) -> torch.Tenso
         ValueError: bad images or labels; a target equal to the label; out-of-range classes.
     """
     check_images(x)
-    y = _check_labels(y, x)
-    target = _check_labels(target, x, "target")
+    y = as_labels(y, len(x), device=x.device, broadcast=True)
+    target = as_labels(target, len(x), name="target", device=x.device, broadcast=True)
     _check_target(target, y)
-    with _eval_mode(model):
+    with eval_mode(model), torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         d = _logits(model, xg)
-        _check_range(y, d.shape[1], "y")
-        _check_range(target, d.shape[1], "target")
+        check_classes(y, d.shape[1], "y")
+        check_classes(target, d.shape[1], "target")
         ar = torch.arange(len(x), device=x.device)
         (g,) = torch.autograd.grad((d[ar, target] - d[ar, y]).sum(), xg)
     return g
@@ -224,11 +181,11 @@ def alpha_dx(model: nn.Module, x: torch.Tensor, y, dx: torch.Tensor, target=None
 def loss_gradient(model: nn.Module, x: torch.Tensor, y) -> torch.Tensor:
     """grad_x CE(f(x), y) per image (the loss of each image alone): (N, C, H, W), detached."""
     check_images(x)
-    y = _check_labels(y, x)
-    with _eval_mode(model):
+    y = as_labels(y, len(x), device=x.device, broadcast=True)
+    with eval_mode(model), torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         d = _logits(model, xg)
-        _check_range(y, d.shape[1], "y")
+        check_classes(y, d.shape[1], "y")
         (g,) = torch.autograd.grad(F.cross_entropy(d, y, reduction="sum"), xg)
     return g
 
@@ -288,7 +245,7 @@ def cos_with_pgd(model: nn.Module, x: torch.Tensor, y, *, gradient: str = "loss"
         raise ValueError(f"unknown gradient {gradient!r}; choose one of {GRADIENTS}")
     if "eps" not in pgd_kwargs:
         raise ValueError("cos_with_pgd needs the attack's eps (e.g. eps=0.3 for MNIST l_inf)")
-    y = _check_labels(y, x)
+    y = as_labels(y, len(x), device=x.device, broadcast=True)
     x_adv = pgd(model, x, y, seed=seed, **pgd_kwargs)
     if gradient == "loss":
         g = loss_gradient(model, x, y)

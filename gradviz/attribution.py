@@ -51,6 +51,8 @@ from captum.attr import (
 )
 from torch import nn
 
+from gradviz.tensors import as_labels
+
 __all__ = [
     "CHANNEL_REDUCTIONS",
     "METHODS",
@@ -432,21 +434,12 @@ def _as_target(
     name: str = "target",
     broadcast: bool = True,
 ) -> torch.Tensor:
-    """(N,) int64 class indices on ``device``; the upper bound K is checked at the forward."""
-    if isinstance(target, bool):
-        raise ValueError(f"{name} must hold integer class indices; got a bool")
-    t = torch.as_tensor(target)
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise ValueError(f"{name} must hold integer class indices; got dtype {t.dtype}")
-    if broadcast and t.ndim == 0:
-        t = t.expand(n)
-    if t.ndim != 1 or t.shape[0] != n:
-        raise ValueError(
-            f"{name} must have shape ({n},), one class per image; got {tuple(t.shape)}"
-        )
+    """(N,) int64 class indices on ``device`` (:func:`gradviz.tensors.as_labels`), >= 0; the
+    upper bound K is checked at the forward."""
+    t = as_labels(target, n, name=name, device=device, broadcast=broadcast)
     if t.numel() > 0 and int(t.min()) < 0:
         raise ValueError(f"{name} must hold class indices >= 0; got {int(t.min())}")
-    return t.to(device=device, dtype=torch.int64).contiguous()
+    return t.contiguous()
 
 
 def _as_baselines(baselines: float | torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,7 @@ from gradviz.checkpoints import (
     write_card,
 )
 from gradviz.data import ImageDataset, load_dataset
+from gradviz.tensors import model_device
 from gradviz.utils import Progress, check_images, report, resolve_device
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "generators"
@@ -168,14 +169,6 @@ class Discriminator(nn.Module):
         h = self.block2(torch.cat([h, std.expand(len(h), 1, *h.shape[2:])], dim=1))
         score = self.linear(h).squeeze(1) + (self.embed(c) * h).sum(1)
         return (score, self.classify(h)) if return_logits else score
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def _dataset_of(generator: nn.Module) -> Optional[str]:
@@ -337,7 +330,7 @@ def _recalibrate_bn(G_avg: Generator, *, seed: int, n: int = 2048, batch_size: i
             ma.reset_running_stats()
             ma.momentum = None
     gen = torch.Generator().manual_seed(seed + 1)
-    dev = _device_of(G_avg)
+    dev = model_device(G_avg)
     G_avg.train()
     for _ in range(n // batch_size):
         z = torch.randn(batch_size, G_avg.z_dim, generator=gen).to(dev)
@@ -353,7 +346,7 @@ def _recalibrate_bn(G_avg: Generator, *, seed: int, n: int = 2048, batch_size: i
 def sample(generator: Generator, c: torch.Tensor, *, seed: Optional[int] = 0) -> torch.Tensor:
     """Samples G(z, c), z ~ N(0, I) drawn with ``seed``, for classes ``c`` (N,). Returns
     (N, C, S, S) in [0, 1] on the generator's device. The generator must be in eval mode."""
-    dev = _device_of(generator)
+    dev = model_device(generator)
     c = torch.as_tensor(c, dtype=torch.long).reshape(-1).to(dev)
     gen = torch.Generator()
     if seed is not None:
@@ -372,7 +365,7 @@ def class_accuracy(generator: Generator, classifier: nn.Module, *, n_per_class: 
     generator's card (issue target: >= 0.9 with ``mnist-5k/standard``)."""
     c = torch.arange(generator.num_classes).repeat_interleave(n_per_class)
     x = sample(generator, c, seed=seed)
-    cdev = _device_of(classifier)
+    cdev = model_device(classifier)
     pred = torch.cat([classifier(x[i : i + batch_size].to(cdev)).argmax(1).cpu()
                       for i in range(0, len(x), batch_size)])
     return (pred == c).float().mean().item()
@@ -563,7 +556,7 @@ def _prepare(generator: nn.Module, x: torch.Tensor, target, y) -> tuple[nn.Modul
             raise ValueError(f"target equals the label for {int(same.sum())} image(s) (first: index {i}, "
                              f"class {int(yy[i])}); a residual moves an image into another class")
     # read-only use: never change the caller's module (a shared, cached generator)
-    if generator.training or _device_of(generator) != x.device:
+    if generator.training or model_device(generator) != x.device:
         generator = copy.deepcopy(generator).eval().to(x.device)
     return generator, t, single
 

@@ -41,6 +41,7 @@ from gradviz.attribution import (
     reduce_channels,
     scale_maps,
 )
+from gradviz.tensors import as_labels, model_device
 
 __all__ = ["IMAGE_CHOICES", "UNKNOWN_LABEL", "GradientGrid", "compute_gradient_grid", "pick_indices"]
 
@@ -129,14 +130,6 @@ class GradientGrid:
         }
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 def compute_gradient_grid(
     models: Mapping[str, nn.Module],
     x: torch.Tensor,
@@ -222,11 +215,8 @@ def compute_gradient_grid(
     if labels is None:
         labels_t = torch.full((n,), UNKNOWN_LABEL, dtype=torch.int64)
     else:
-        labels_t = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
-        if labels_t.is_floating_point() or labels_t.dtype == torch.bool or labels_t.shape != (n,):
-            raise ValueError(f"labels must be {n} integer class indices (-1: unknown); got "
-                             f"{labels_t.dtype} of shape {tuple(labels_t.shape)}")
-        labels_t = labels_t.to("cpu", torch.int64)
+        labels_t = as_labels(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels, n,
+                             name="labels", device="cpu")
         if bool((labels_t < UNKNOWN_LABEL).any()):
             raise ValueError("labels must be class indices >= 0, or -1 for an unknown label")
     if target_choice == "class":
@@ -252,7 +242,7 @@ def compute_gradient_grid(
     attributions, logits_d, probs_d, preds_d, targets_d, reduced = {}, {}, {}, {}, {}, []
     num_classes = None
     for name, model in models.items():
-        dev = _model_device(model)
+        dev = model_device(model)
         xd = x.to(dev)
         with torch.no_grad():
             logits = model(xd).detach().float()

@@ -164,6 +164,67 @@ def test_format_eps50_reads_the_values_older_cards_stored():
     assert attacks.format_eps50(None) == "not measured"
 
 
+# ----------------------------------------------------------------------------- TRADES' attack
+
+
+def _authors_trades_linf(model, x, eps, step_size, steps):
+    """The l_inf loop of Zhang et al.'s ``trades.py`` (KLDivLoss(size_average=False) against
+    the clean softmax, sign steps, min/max to the box, clamp to [0, 1])."""
+    p_clean = torch.softmax(model(x), 1).detach()
+    x_adv = x.detach() + 0.001 * torch.randn(x.shape)
+    for _ in range(steps):
+        x_adv.requires_grad_()
+        loss_kl = nn.KLDivLoss(reduction="sum")(torch.log_softmax(model(x_adv), 1), p_clean)
+        grad = torch.autograd.grad(loss_kl, [x_adv])[0]
+        x_adv = x_adv.detach() + step_size * torch.sign(grad.detach())
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps)
+        x_adv = torch.clamp(x_adv, 0.0, 1.0)
+    return x_adv
+
+
+def test_trades_attack_is_the_authors_loop(batch):
+    x, _ = batch
+    model = _mlp(3)
+    torch.manual_seed(7)
+    ours = attacks.trades_attack(model, x, eps=0.1, steps=5, step_size=0.03)
+    torch.manual_seed(7)
+    theirs = _authors_trades_linf(model, x, 0.1, 0.03, 5)
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 0.5)])
+def test_trades_attack_stays_in_the_ball_and_raises_the_kl(batch, norm, eps):
+    x, _ = batch
+    model = _mlp(6).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(0)
+    x_adv = attacks.trades_attack(model, x, eps=eps, norm=norm, steps=5)
+    d = (x_adv - x).flatten(1)
+    size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    assert (size <= eps + 1e-5).all() and (size > eps / 2).all()  # it moved, within the ball
+    assert x_adv.min() >= 0 and x_adv.max() <= 1 and not x_adv.requires_grad
+
+    def kl(xa):
+        with torch.no_grad():
+            return torch.nn.functional.kl_div(torch.log_softmax(model(xa), 1), torch.log_softmax(model(x), 1),
+                                              reduction="sum", log_target=True).item()
+
+    start = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
+    assert kl(x_adv) > 10 * kl(start)
+    assert model.training  # left in its mode, unchanged
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_trades_attack_without_a_budget_returns_x_and_refuses_bad_settings(batch):
+    x, _ = batch
+    assert torch.equal(attacks.trades_attack(_mlp(), x, eps=0.0), x)
+    assert torch.equal(attacks.trades_attack(_mlp(), x, eps=0.1, steps=0), x)
+    with pytest.raises(ValueError, match="unknown norm"):
+        attacks.trades_attack(_mlp(), x, eps=0.1, norm="l1")
+    with pytest.raises(ValueError, match="above 1"):
+        attacks.trades_attack(_mlp(), x, eps=1.5)
+
+
 def test_run_attack_names_the_images_whose_target_is_their_label(batch):
     x, y = batch
     target = (y[:3] + 1) % 10
