@@ -1,6 +1,7 @@
 """Tests for the IGD training method (docs/methods.md section 3): the loss against a hand
-computation on linear models, double backpropagation, the cosine convention, the
-training loop and the command line."""
+computation on linear models, double backpropagation, the adversarial cross-entropy and the
+clean-image gradients it is made of, the training loop and the command line. The cosine
+convention is tested with its one implementation, in test_tensors.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.helpers import linear_classifier
 from gradviz import zoo
 from gradviz.__main__ import main
 from gradviz.training import TrainConfig, train
-from gradviz.training.objectives import IGDObjective, per_image_cosine, true_class_input_gradient
+from gradviz.training.objectives import IGDObjective, true_class_input_gradient
 
 C, H, W, K = 1, 3, 3, 4
 D = C * H * W
@@ -30,26 +31,6 @@ def _linear(seed: int, dtype=torch.float32) -> nn.Sequential:
 def _batch(n=6, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, C, H, W, generator=g, dtype=dtype), torch.tensor([0, 1, 2, 3, 1, 2][:n])
-
-
-# ----------------------------------------------------------------------------- cosine
-
-
-def test_cosine_conventions():
-    a = torch.randn(5, 2, 3, 3)
-    b = torch.randn(5, 2, 3, 3)
-    assert torch.allclose(per_image_cosine(a, b), F.cosine_similarity(a.flatten(1), b.flatten(1)), atol=1e-6)
-    assert torch.allclose(per_image_cosine(a, 3 * a), torch.ones(5), atol=1e-6)
-    assert torch.allclose(per_image_cosine(a, -a), -torch.ones(5), atol=1e-6)
-
-
-def test_cosine_with_a_zero_vector_is_zero_with_a_zero_gradient():
-    a = torch.zeros(2, 1, 3, 3, requires_grad=True)
-    b = torch.randn(2, 1, 3, 3, requires_grad=True)
-    c = per_image_cosine(a, b)
-    assert c.tolist() == [0.0, 0.0]
-    c.sum().backward()
-    assert torch.equal(a.grad, torch.zeros_like(a)) and torch.equal(b.grad, torch.zeros_like(b))
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -120,13 +101,35 @@ def test_teacher_gradient_is_the_true_class_logit_gradient_and_the_teacher_is_un
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
 
 
+class _Spy(nn.Module):
+    """Records the inputs the wrapped model sees in train mode (the loss's; PGD runs in
+    eval mode)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(x.detach().clone())
+        return self.model(x)
+
+
 def test_igd_inherits_the_pgd_settings_and_eps_warmup():
     obj = IGDObjective(eps=0.3, steps=2, warmup_epochs=3, teacher=_linear(2).eval())
     assert [round(obj.eps_at(e), 4) for e in range(4)] == [0.1, 0.2, 0.3, 0.3]
     x, y = _batch()
-    _, stats = obj(_linear(1), x, y, epoch=0)
+    student = _Spy(_linear(1)).train()
+    loss, stats = obj(student, x, y, epoch=0)
     assert stats["eps"] == pytest.approx(0.1)
     assert set(stats) >= {"loss", "ce", "cos", "adv_accuracy", "eps"}
+    # the cross-entropy at the PGD attack of epoch 0's eps (0.1), the gradient at the clean images
+    x_adv, x_grad = student.seen
+    d = (x_adv - x).abs().amax((1, 2, 3))
+    assert d.max() <= 0.1 + 1e-6 and d.min() > 0.05
+    assert torch.equal(x_grad, x)
+    assert stats["ce"] == pytest.approx(F.cross_entropy(student.model(x_adv), y).item(), rel=1e-6)
+    assert loss.item() == pytest.approx(stats["ce"] + obj.igd_lambda * (1 - stats["cos"]), rel=1e-6)
 
 
 def test_igd_refuses_a_bad_lambda_or_a_missing_teacher():

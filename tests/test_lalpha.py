@@ -193,3 +193,6 @@ def test_tiny_lalpha_run_through_the_loop_and_the_command_line(home, monkeypatch
     entry = card["log"][0]
     assert {"ce", "alpha", "accuracy", "monitor_clean_accuracy", "monitor_robust_accuracy"} <= set(entry)
     assert all(math.isfinite(v) for v in entry.values())
+    # the loss is CE - lambda * cos(gradient, residual), batch by batch and so in the epoch means
+    assert -1 <= entry["alpha"] <= 1 and entry["alpha"] != 0  # the residuals were found and used
+    assert entry["loss"] == pytest.approx(entry["ce"] - t["lalpha_lambda"] * entry["alpha"], rel=1e-4)

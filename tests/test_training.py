@@ -2,6 +2,8 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from gradviz import zoo
 from gradviz.__main__ import main
@@ -28,15 +30,67 @@ def test_training_is_reproducible_with_a_seed():
         assert torch.equal(pa, pb)
 
 
-def test_pgd_objective_trains_on_adversarial_examples():
-    model, log = train(TrainConfig(method="pgd", eps=0.3, steps=2, epochs=1, limit=128, batch_size=64), device="cpu")
-    assert set(log[0]) >= {"loss", "adv_accuracy", "eps", "seconds"}
-    assert log[0]["eps"] == pytest.approx(0.3)
+class Spy(nn.Module):
+    """Records every input the wrapped model sees in train mode (the loss's inputs; PGD runs
+    in eval mode)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(x.detach().clone())
+        return self.model(x)
+
+
+def _trained_on(method: str, monkeypatch, **options) -> tuple[torch.Tensor, list]:
+    """Run one epoch of ``method`` on the first 96 training images (no shifts) with a spy
+    around the model; returns each loss input's l_inf distance to its nearest training image."""
+    import gradviz.training.loop as loop
+    from gradviz.data import load_dataset
+
+    build = loop.build_model
+    spies = []
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: spies.append(Spy(build(*a, **k))) or spies[-1])
+    _, log = train(TrainConfig(method=method, epochs=1, limit=96, batch_size=48, augment=False, monitor=0, **options),
+                   device="cpu")
+    images = load_dataset("mnist-5k", "train").x[:96].flatten(1)
+    seen = torch.cat(spies[0].seen).flatten(1)
+    assert len(seen) == 96  # one loss input per training image
+    return torch.stack([(row - images).abs().amax(1).min() for row in seen]), log
+
+
+def test_pgd_objective_trains_on_adversarial_examples(monkeypatch):
+    dist, log = _trained_on("pgd", monkeypatch, eps=0.3, steps=2)
+    assert dist.max() <= 0.3 + 1e-6  # inside the eps-ball of a training image...
+    assert (dist > 0.2).float().mean() > 0.9  # ... and not the image itself
+    assert log[0]["eps"] == pytest.approx(0.3) and 0 <= log[0]["adv_accuracy"] <= 1
+    clean, _ = _trained_on("standard", monkeypatch)  # the control: the training images themselves
+    assert clean.max() == 0
+
+
+def test_pgd_loss_is_the_cross_entropy_at_the_attack():
+    torch.manual_seed(0)
+    model = Spy(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))).train()
+    x, y = torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
+    loss, stats = PGDObjective(eps=0.2, steps=3)(model, x, y)
+    (x_adv,) = model.seen
+    assert (x_adv - x).abs().max() <= 0.2 + 1e-6 and not torch.equal(x_adv, x)
+    assert loss.item() == pytest.approx(F.cross_entropy(model.model(x_adv), y).item())
+    assert stats["adv_accuracy"] == (model.model(x_adv).argmax(1) == y).float().mean().item()
 
 
 def test_pgd_eps_warmup_is_linear():
     obj = PGDObjective(eps=0.3, warmup_epochs=3)
     assert [round(obj.eps_at(e), 4) for e in range(5)] == [0.1, 0.2, 0.3, 0.3, 0.3]
+    torch.manual_seed(0)
+    model = Spy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3))).train()
+    x, y = torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
+    for epoch, eps in ((0, 0.1), (3, 0.3)):
+        _, stats = obj(model, x, y, epoch=epoch)
+        d = (model.seen[-1] - x).abs().amax((1, 2, 3))
+        assert stats["eps"] == pytest.approx(eps) and d.max() <= eps + 1e-6 and d.min() > eps / 2
 
 
 def test_bad_config_is_refused():

@@ -16,6 +16,7 @@ from torch import nn
 from tests.helpers import linear_classifier
 
 from gradviz.__main__ import build_parser, main
+from gradviz.attacks import trades_attack
 from gradviz.training import (
     AGRObjective,
     PAGObjective,
@@ -28,7 +29,6 @@ from gradviz.training import (
     cli_command,
     monitor_attack,
     train,
-    trades_attack,
     trades_loss,
 )
 
@@ -218,27 +218,36 @@ def test_trades_loss_equals_the_hand_computation():
     assert loss.item() == pytest.approx((hand_ce + 6.0 * hand_kl).item(), rel=1e-5)
 
 
-def test_trades_attack_stays_in_the_ball_and_raises_the_kl():
-    model, (x, y) = _linear(6), _batch()
-    torch.manual_seed(0)
-    x_adv = trades_attack(model, x, eps=0.1, steps=5)
-    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
-    start = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
-    _, _, kl_start, _, _ = trades_loss(model, x, start, y, 1.0)
-    _, _, kl_adv, _, _ = trades_loss(model, x, x_adv, y, 1.0)
-    assert kl_adv.item() > 10 * kl_start.item()
-    x2 = trades_attack(model, x, eps=0.5, norm="l2", steps=3)
-    assert (x2 - x).flatten(1).norm(dim=1).max() <= 0.5 + 1e-5
-    assert torch.equal(trades_attack(model, x, eps=0.0), x)
-    assert model.training  # left in its mode
+class _Spy(nn.Module):
+    """Records the inputs the wrapped model sees in train mode (the loss's; attacks run in
+    eval mode)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(x.detach().clone())
+        return self.model(x)
 
 
-def test_trades_objective_logs_its_parts():
-    model, (x, y) = _linear(7), _batch()
+def test_trades_objective_is_its_loss_at_the_kl_attack():
+    model, (x, y) = _Spy(_linear(7)).train(), _batch()
     obj = TRADESObjective(eps=0.1, steps=2, beta=3.0)
+    torch.manual_seed(0)
     loss, stats = obj(model, x, y)
+    clean, x_adv = model.seen  # CE and p at x, the KL at the attack
+    assert torch.equal(clean, x)
+    d = (x_adv - x).abs().amax((1, 2, 3))
+    assert d.max() <= 0.1 + 1e-6 and d.min() > 0.05  # moved, inside the ball
+    torch.manual_seed(0)
+    assert torch.equal(x_adv, trades_attack(model.model, x, eps=0.1, steps=2))  # TRADES' KL attack, not PGD's
+    expected, ce, kl, _, _ = trades_loss(model.model, x, x_adv, y, 3.0)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and kl.item() > 1e-4
     assert stats["loss"] == pytest.approx(stats["ce"] + 3.0 * stats["kl"], rel=1e-5)
-    assert set(stats) >= {"accuracy", "adv_accuracy", "eps"}
+    assert (stats["ce"], stats["kl"], stats["eps"]) == (pytest.approx(ce.item()), pytest.approx(kl.item()), 0.1)
+    assert set(stats) >= {"accuracy", "adv_accuracy"}
     with pytest.raises(ValueError, match="beta"):
         TRADESObjective(beta=-1)
 
@@ -289,9 +298,18 @@ def test_monitor_draws_no_training_randomness():
 def test_tiny_runs_of_the_new_methods(method, options, keys):
     config = TrainConfig(method=method, epochs=1, limit=48, batch_size=24, monitor=16, **options).resolved()
     model, log = train(config, device="cpu")
-    assert set(log[0]) >= keys | {"epoch", "loss", "seconds", "monitor_clean_accuracy"}
-    assert all(math.isfinite(v) for v in log[0].values())
+    entry = log[0]
+    assert set(entry) >= keys | {"epoch", "loss", "seconds", "monitor_clean_accuracy"}
+    assert all(math.isfinite(v) for v in entry.values())
     assert not model.training
+    if "kl" in keys:  # the KL attack moved the images: the robust term is not 0
+        assert entry["kl"] > 0
+        assert entry["loss"] == pytest.approx(entry["ce"] + config.trades_beta * entry["kl"], rel=1e-4)
+    if "pag_cos" in keys:  # the loss is CE + lambda (1 - mean cos), epoch means included
+        assert -1 <= entry["pag_cos"] <= 1
+        assert entry["loss"] == pytest.approx(entry["ce"] + config.pag_lambda * (1 - entry["pag_cos"]), rel=1e-4)
+    if "agr_cos" in keys:
+        assert entry["agr_active"] == 1.0 and entry["agr_norm"] <= 0.1 + 1e-6  # reconstructed, clipped
 
 
 def test_cli_trains_agr_and_pag_with_their_cards(tmp_path, monkeypatch):

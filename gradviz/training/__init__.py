@@ -1,10 +1,14 @@
-"""Training: objectives (standard, Madry PGD, IGD, TRADES, PAG, AGR, L_alpha), one shared loop with
-learning curves, and background jobs for the app.
+"""Training: objectives (standard, Madry PGD, IGD, TRADES, PAG, AGR, L_alpha; one module each
+under :mod:`gradviz.training.objectives`, listed in the registry :data:`OBJECTIVES`), one
+shared loop with learning curves, and background jobs for the app.
 
->>> from gradviz.training import TrainConfig, train, evaluate
+>>> from gradviz.training import METHODS, OBJECTIVES, TrainConfig, train, evaluate
+>>> sorted(OBJECTIVES) == sorted(METHODS)
+True
 >>> model, log = train(TrainConfig(method="pgd", eps=0.3, epochs=1, limit=256))
 """
 
+from gradviz.attacks import trades_attack
 from gradviz.training.loop import (
     AGR_BASES,
     ATTACK_METHODS,
@@ -22,14 +26,20 @@ from gradviz.training.loop import (
     train,
 )
 from gradviz.training.objectives import (
+    AGR_CLIP,
+    IGD_LAMBDA,
     LALPHA_LAMBDA,
     LALPHA_PROJECTION_STEPS,
+    OBJECTIVES,
     PAG_LAMBDA,
     PAG_TARGETS,
+    TRADES_BETA,
     AGRObjective,
     IGDObjective,
     LAlphaObjective,
     LAlphaResiduals,
+    Objective,
+    Option,
     PAGObjective,
     PAGTargets,
     PGDObjective,
@@ -38,23 +48,29 @@ from gradviz.training.objectives import (
     agr_combine,
     class_log_prob_gradients,
     loss_gradient_direction,
-    trades_attack,
+    objective_class,
     trades_loss,
 )
 
 __all__ = [
     "AGR_BASES",
+    "AGR_CLIP",
     "ATTACK_METHODS",
     "EVAL_ATTACKS",
+    "IGD_LAMBDA",
     "LALPHA_LAMBDA",
     "LALPHA_PROJECTION_STEPS",
     "METHODS",
+    "OBJECTIVES",
     "PAG_LAMBDA",
     "PAG_TARGETS",
+    "TRADES_BETA",
     "AGRObjective",
     "IGDObjective",
     "LAlphaObjective",
     "LAlphaResiduals",
+    "Objective",
+    "Option",
     "PAGObjective",
     "PAGTargets",
     "PGDObjective",
@@ -71,6 +87,7 @@ __all__ = [
     "model_card",
     "monitor_attack",
     "monitor_settings",
+    "objective_class",
     "robustness_curve",
     "trades_attack",
     "trades_loss",

@@ -2,9 +2,12 @@
 with learning curves on a held-out monitor set, evaluation on the test split with the
 dataset's standard attack, and the model card.
 
-Methods (:data:`METHODS`): ``standard``, ``pgd`` (Madry et al. 2018), ``igd`` (docs/methods.md
-section 3), ``trades`` (Zhang et al. 2019), ``pag`` (docs/methods.md section 2), ``agr``
-(docs/methods.md section 5, around ``pgd`` or ``trades``), ``lalpha`` (docs/methods.md section 1).
+Methods (:data:`METHODS`, the keys of :data:`gradviz.training.objectives.OBJECTIVES`):
+``standard``, ``pgd`` (Madry et al. 2018), ``igd`` (docs/methods.md section 3), ``trades``
+(Zhang et al. 2019), ``pag`` (docs/methods.md section 2), ``agr`` (docs/methods.md section
+5, around ``pgd`` or ``trades``), ``lalpha`` (docs/methods.md section 1). Each method's
+options, defaults and construction live in its objective's module; :class:`TrainConfig`
+reads them from the registry.
 """
 
 from __future__ import annotations
@@ -25,22 +28,14 @@ from torch.utils.data import DataLoader, Dataset
 from gradviz.attacks import accuracy_vs_eps, clean_accuracy, default_step_size, eps50, robust_accuracy
 from gradviz.data import ImageDataset, dataset_info, load_dataset
 from gradviz.nets import build_model
-from gradviz.training.objectives import (
-    LALPHA_LAMBDA,
-    PAG_LAMBDA,
-    PAG_TARGETS,
-    AGRObjective,
-    IGDObjective,
-    LAlphaObjective,
-    LAlphaResiduals,
-    PAGObjective,
-    PAGTargets,
-    PGDObjective,
-    StandardObjective,
-    TRADESObjective,
-)
+from gradviz.tensors import eval_mode, model_device
+from gradviz.training.objectives import AGR_BASES, OBJECTIVES, all_options, objective_class, option_defaults
 from gradviz.training.snapshots import SNAPSHOT_IMAGES, SnapshotRecorder, load_snapshots
 from gradviz.utils import Progress, report, resolve_device
+
+__all__ = ["AGR_BASES", "ATTACK_METHODS", "EVAL_ATTACKS", "METHODS", "MONITOR_STEPS", "TrainConfig",
+           "TrainingCancelled", "cli_command", "default_eps_grid", "evaluate", "model_card", "monitor_attack",
+           "monitor_settings", "robustness_curve", "train"]
 
 #: The attack every model card reports robust accuracy under, per dataset
 #: (docs/methods.md, "Standard attack settings").
@@ -52,12 +47,13 @@ EVAL_ATTACKS: dict[str, dict] = {
     "squares": dict(norm="linf", eps=0.1, steps=40, step_size=0.01, random_start=True),  # authors: 0.2 on [-1, 1]
 }
 
-METHODS = ("standard", "pgd", "igd", "trades", "pag", "agr", "lalpha")
+#: Every training method, in the registry's order.
+METHODS = tuple(OBJECTIVES)
 #: Methods that train on adversarial examples (their attack: eps, norm, steps, step_size,
-#: warmup_epochs).
-ATTACK_METHODS = ("pgd", "igd", "trades", "agr")
-#: The adversarial objectives AGR can wrap.
-AGR_BASES = ("pgd", "trades")
+#: warmup_epochs): the objectives whose ``adversarial`` is True.
+ATTACK_METHODS = tuple(name for name, cls in OBJECTIVES.items() if cls.adversarial)
+#: The objectives' option defaults (the single definitions live in their modules).
+_DEFAULTS = option_defaults()
 #: PGD steps of the monitor's robust accuracy (a cheap attack: learning curves only).
 MONITOR_STEPS = 10
 
@@ -72,31 +68,27 @@ class TrainingCancelled(Exception):
 class TrainConfig:
     """Every option of a training run (all stored in the model card).
 
+    The method-specific fields are the options of the objectives in
+    :data:`gradviz.training.objectives.OBJECTIVES` (``OBJECTIVES[method].options``); their
+    defaults, help and meaning are defined there, once, by each objective's module. None
+    means "the method's default" (filled in by :meth:`resolved`).
+
     Attributes:
         dataset, method, arch: what to train (methods: see :data:`METHODS`).
-        epochs, batch_size, lr, weight_decay, seed: optimisation (Adam, cosine schedule).
+        epochs, batch_size, lr, weight_decay, seed: optimisation (Adam, one-cycle schedule).
         augment: random translations of up to ``shift`` pixels (torchvision RandomCrop
-            with zero padding), applied per image (never for "lalpha": see below).
-        eps, norm, steps, step_size, warmup_epochs: the training attack (methods "pgd", "igd").
-        teacher, igd_lambda: method "igd" (docs/methods.md section 3): the standard model whose
-            input gradients the student follows (a zoo name or checkpoint path; None: the
-            dataset's ``<dataset>/standard``), and the weight lambda of the distillation term.
-        trades_beta: method "trades" (and "agr" around it): the weight of the KL term
-            (default 6, Zhang et al.'s CIFAR-10 value).
-        pag_lambda, pag_target: method "pag" (docs/methods.md section 2): the weight lambda of the
-            gradient-alignment term and the target gradients, ``"cm"`` (class mean) or
-            ``"nn"`` (nearest neighbour in the training split).
-        agr_base, agr_start_epoch, agr_clip: method "agr" (docs/methods.md section 5): the
-            adversarial objective it wraps (``"pgd"`` or ``"trades"``, with the attack
-            settings above), the first epoch (1-based) with AGR (None: ``int(0.775 *
-            epochs) + 1``, i.e. 156 of 200 as the authors), the per-tensor norm clip (0.1).
-        lalpha_lambda, lalpha_reference: method "lalpha" (docs/methods.md section 1, Eq. 9): the
-            weight lambda of the alignment term (default 0.3; paper 0.1 to 0.3) and the
-            model whose closest classes (Eq. 5) the training residuals point to (None: the
-            dataset's ``<dataset>/standard``); needs the dataset's generator
-            (:func:`gradviz.generative.load_generator`), trains without random shifts
-            (the residuals belong to the unshifted images; :meth:`resolved` sets
-            ``augment=False``).
+            with zero padding), applied per image (never for "lalpha": its residuals belong
+            to the unshifted images; :meth:`resolved` sets ``augment=False``).
+        eps, norm, steps, step_size, warmup_epochs: the training attack of the methods in
+            :data:`ATTACK_METHODS` (:data:`gradviz.training.objectives.ATTACK_OPTIONS`:
+            l_inf eps 0.3, 20 steps of 2.5 * eps / steps, no warm-up).
+        teacher, igd_lambda: method "igd" (:mod:`gradviz.training.objectives.igd`).
+        trades_beta: method "trades", and "agr" around it
+            (:mod:`gradviz.training.objectives.trades`).
+        pag_target, pag_lambda: method "pag" (:mod:`gradviz.training.objectives.pag`).
+        agr_base, agr_start_epoch, agr_clip: method "agr" (:mod:`gradviz.training.objectives.agr`).
+        lalpha_lambda, lalpha_reference: method "lalpha"
+            (:mod:`gradviz.training.objectives.lalpha`).
         limit: train on the first ``limit`` images only (0: all), for quick runs and tests.
         monitor: learning curves: after each epoch, the clean accuracy on the first
             ``monitor`` images of the *test* split and, for every method but standard, the
@@ -118,141 +110,64 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     shift: int = 2
-    eps: float = 0.3
-    norm: str = "linf"
-    steps: int = 20
-    step_size: Optional[float] = None
-    warmup_epochs: int = 0
+    eps: float = _DEFAULTS["eps"]
+    norm: str = _DEFAULTS["norm"]
+    steps: int = _DEFAULTS["steps"]
+    step_size: Optional[float] = _DEFAULTS["step_size"]
+    warmup_epochs: int = _DEFAULTS["warmup_epochs"]
     limit: int = 0
-    teacher: Optional[str] = None
-    igd_lambda: Optional[float] = 1.0
-    trades_beta: Optional[float] = 6.0
-    pag_lambda: Optional[float] = PAG_LAMBDA
-    pag_target: Optional[str] = "cm"
-    agr_base: Optional[str] = "pgd"
-    agr_start_epoch: Optional[int] = None
-    agr_clip: Optional[float] = 0.1
-    lalpha_lambda: Optional[float] = LALPHA_LAMBDA
-    lalpha_reference: Optional[str] = None
+    teacher: Optional[str] = _DEFAULTS["teacher"]
+    igd_lambda: Optional[float] = _DEFAULTS["igd_lambda"]
+    trades_beta: Optional[float] = _DEFAULTS["trades_beta"]
+    pag_lambda: Optional[float] = _DEFAULTS["pag_lambda"]
+    pag_target: Optional[str] = _DEFAULTS["pag_target"]
+    agr_base: Optional[str] = _DEFAULTS["agr_base"]
+    agr_start_epoch: Optional[int] = _DEFAULTS["agr_start_epoch"]
+    agr_clip: Optional[float] = _DEFAULTS["agr_clip"]
+    lalpha_lambda: Optional[float] = _DEFAULTS["lalpha_lambda"]
+    lalpha_reference: Optional[str] = _DEFAULTS["lalpha_reference"]
     monitor: int = 200
     snapshots: int = SNAPSHOT_IMAGES
     extra: dict = field(default_factory=dict)
 
-    def agr_start(self) -> int:
-        """AGR's first epoch (1-based): ``agr_start_epoch`` or ``int(0.775 * epochs) + 1``."""
-        return int(self.agr_start_epoch) if self.agr_start_epoch is not None else int(0.775 * self.epochs) + 1
-
     def resolved(self) -> "TrainConfig":
-        """A copy that holds only what the method uses, defaults filled in: no attack
-        settings for standard and pag (eps 0, norm None, steps 0), the IGD teacher's default
-        name, AGR's start epoch; the options of other methods set to None. What a model card
-        records. Raises ValueError for an unknown method, PAG target or AGR base."""
+        """A copy that holds only what the method uses, defaults filled in: the options of
+        ``OBJECTIVES[method].options_for(...)`` checked against their choices, None or empty
+        ones set to their default (computed ones too: the IGD teacher's and L_alpha
+        reference's ``<dataset>/standard``, AGR's start epoch); every other objective's
+        options set to their ``unused`` value (None; eps 0, norm None, steps 0 for the
+        attack); then the objective's own ``resolve`` (L_alpha: ``augment=False``). What a
+        model card records.
+
+        Raises:
+            ValueError: an unknown method, PAG target, AGR base or norm.
+        """
         c = dataclasses.replace(self, extra=dict(self.extra))
-        if c.method not in METHODS:
-            raise ValueError(f"unknown training method {c.method!r}; choose one of {METHODS}")
-        if c.method not in ATTACK_METHODS:
-            c.eps, c.norm, c.steps, c.step_size, c.warmup_epochs = 0.0, None, 0, None, 0
-        if c.method == "igd":
-            c.teacher = c.teacher or f"{c.dataset}/standard"
-        else:
-            c.teacher, c.igd_lambda = None, None
-        if c.method == "pag":
-            c.pag_lambda = PAG_LAMBDA if c.pag_lambda is None else c.pag_lambda
-            c.pag_target = c.pag_target or "cm"
-            if c.pag_target not in PAG_TARGETS:
-                raise ValueError(f"unknown PAG target {c.pag_target!r}; choose one of {PAG_TARGETS}")
-        else:
-            c.pag_lambda, c.pag_target = None, None
-        if c.method == "agr":
-            c.agr_base = c.agr_base or "pgd"
-            if c.agr_base not in AGR_BASES:
-                raise ValueError(f"AGR wraps one of {AGR_BASES}, not {c.agr_base!r}")
-            c.agr_start_epoch = c.agr_start()
-            c.agr_clip = 0.1 if c.agr_clip is None else c.agr_clip
-        else:
-            c.agr_base, c.agr_start_epoch, c.agr_clip = None, None, None
-        if c.method == "lalpha":
-            c.lalpha_lambda = LALPHA_LAMBDA if c.lalpha_lambda is None else c.lalpha_lambda
-            c.lalpha_reference = c.lalpha_reference or f"{c.dataset}/standard"
-            c.augment = False  # each residual belongs to its unshifted training image
-        else:
-            c.lalpha_lambda, c.lalpha_reference = None, None
-        if not (c.method == "trades" or (c.method == "agr" and c.agr_base == "trades")):
-            c.trades_beta = None
-        elif c.trades_beta is None:
-            c.trades_beta = 6.0
-        return c
+        cls = objective_class(c.method)
+        used = {o.name for o in cls.options_for(vars(c))}
+        for name, (option, _) in all_options().items():
+            setattr(c, name, option.resolve(c, getattr(c, name)) if name in used else option.unused)
+        return cls.resolve(c)
 
     def objective(self, device="cpu", train_set: Optional[ImageDataset] = None, progress: Optional[Progress] = None):
-        """The training objective of ``method`` (see :mod:`gradviz.training.objectives`).
-        ``train_set``: the images trained on (PAG's targets and L_alpha's residuals come
-        from them; default: the dataset's training split, its first ``limit`` images; for
-        lalpha it must be that split or a prefix of it: its residuals are stored by position).
-        ``progress``: reports L_alpha's residual computation (the only slow set-up)."""
-        if self.method in ("pag", "lalpha") and train_set is None:
-            train_set = load_dataset(self.dataset, "train")
-            train_set = train_set.subset(slice(0, self.limit)) if self.limit else train_set
-        if self.method == "standard":
-            return StandardObjective()
-        if self.method == "pgd":
-            return PGDObjective(self.eps, self.norm, self.steps, self.step_size, self.warmup_epochs)
-        if self.method == "trades":
-            return TRADESObjective(self.eps, self.norm, self.steps, self.step_size, self.warmup_epochs,
-                                   beta=6.0 if self.trades_beta is None else self.trades_beta)
-        if self.method == "pag":
-            source = self.pag_target or "cm"
-            if source not in PAG_TARGETS:
-                raise ValueError(f"unknown PAG target {source!r}; choose one of {PAG_TARGETS}")
-            targets = PAGTargets(train_set.x, train_set.y, source,
-                                 num_classes=len(dataset_info(self.dataset).classes)).to(device)
-            return PAGObjective(targets, PAG_LAMBDA if self.pag_lambda is None else self.pag_lambda)
-        if self.method == "agr":
-            base = self.agr_base or "pgd"
-            if base not in AGR_BASES:
-                raise ValueError(f"AGR wraps one of {AGR_BASES}, not {base!r}")
-            inner = dataclasses.replace(self, method=base).objective(device, train_set)
-            return AGRObjective(inner, start_epoch=self.agr_start(), clip=0.1 if self.agr_clip is None else self.agr_clip)
-        if self.method == "igd":
-            teacher = self._model_of_dataset(self.teacher, device, role="the IGD teacher",
-                                             need="IGD needs a teacher model")
-            return IGDObjective(self.eps, self.norm, self.steps, self.step_size, self.warmup_epochs,
-                                teacher=teacher, igd_lambda=self.igd_lambda)
-        if self.method == "lalpha":
-            return LAlphaObjective(self._lalpha_residuals(device, train_set, progress),
-                                   LALPHA_LAMBDA if self.lalpha_lambda is None else self.lalpha_lambda)
-        raise ValueError(f"unknown training method {self.method!r}; choose one of {METHODS}")
+        """The training objective of ``method``: ``OBJECTIVES[method].from_config`` of the
+        :meth:`resolved` configuration (see :mod:`gradviz.training.objectives`).
 
-    def _model_of_dataset(self, name: Optional[str], device, *, role: str, need: str) -> nn.Module:
-        """The zoo model ``name`` (None: ``<dataset>/standard``) that a method uses besides the
-        one it trains (IGD's teacher, L_alpha's reference), checked to be of this dataset.
-        Raises ValueError: "<need>: <why>" when it is missing, "<role> ... was made for ..."
-        when it belongs to another dataset."""
-        from gradviz import zoo
+        Args:
+            device: where the objective's tensors and models go (IGD's teacher, PAG's
+                targets, L_alpha's residuals).
+            train_set: the images trained on (PAG's targets and L_alpha's residuals come
+                from them; default: the dataset's training split, its first ``limit``
+                images; for lalpha it must be that split or a prefix of it: its residuals
+                are stored by position).
+            progress: reports L_alpha's residual computation (the only slow set-up).
 
-        name = name or f"{self.dataset}/standard"
-        try:
-            model = zoo.load_model(name, device=device)
-        except KeyError as err:
-            raise ValueError(f"{need}: {err.args[0]}") from err
-        if model.gradviz_info["dataset"] != self.dataset:
-            raise ValueError(f"{role} {name!r} was made for {model.gradviz_info['dataset']!r}, not {self.dataset!r}")
-        return model
-
-    def _lalpha_residuals(self, device, train_set: ImageDataset, progress) -> LAlphaResiduals:
-        from gradviz.generative import NoGeneratorError, load_generator
-
-        try:
-            generator = load_generator(self.dataset, device=device)
-        except NoGeneratorError as err:
-            raise ValueError(f"lalpha needs the dataset's generator for its residuals: {err}") from err
-        reference = self._model_of_dataset(self.lalpha_reference, device, role="the lalpha reference",
-                                           need="lalpha needs a reference model for the closest classes")
-
-        def on_projection(fraction: float, message: str) -> None:
-            report(progress, 0.0, f"L_alpha residuals of the training images {100 * fraction:.0f} %")
-
-        return LAlphaResiduals.compute(generator, reference, train_set.x.to(device), train_set.y.to(device),
-                                       dataset=self.dataset, split="train", progress=on_projection)
+        Raises:
+            ValueError: as :meth:`resolved`; a missing or foreign IGD teacher or L_alpha
+                reference, no generator for L_alpha.
+        """
+        c = self.resolved()
+        return objective_class(c.method).from_config(c, device=device, train_set=train_set, progress=progress)
 
 
 class _Augmented(Dataset):
@@ -315,6 +230,7 @@ def train(
     on_batch: Optional[Callable[[float, dict], None]] = None,
     on_epoch: Optional[Callable[[dict], None]] = None,
     snapshot_path: Optional[Union[str, Path]] = None,
+    train_set: Optional[ImageDataset] = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train a fresh model as ``config`` says (Adam, one-cycle schedule, seeded).
 
@@ -336,6 +252,9 @@ def train(
             :func:`gradviz.training.snapshots.snapshot_path` of the checkpoint), written
             atomically before the first epoch and after each one, so a cancelled run keeps
             them. None: none are taken.
+        train_set: the images to train on (default: ``config.dataset``'s training split),
+            e.g. a modified copy of it (:mod:`gradviz.studies.roar_kar`); images of that
+            dataset's shape and classes. ``config.limit`` applies to it too.
         Any callback may raise :class:`TrainingCancelled` to stop the run.
 
     Returns:
@@ -355,7 +274,8 @@ def train(
     config = config.resolved()
     dev = resolve_device(device)
     info = dataset_info(config.dataset)
-    train_set = load_dataset(config.dataset, "train")
+    if train_set is None:
+        train_set = load_dataset(config.dataset, "train")
     if config.limit:
         train_set = train_set.subset(slice(0, config.limit))
     objective = config.objective(dev, train_set=train_set, progress=progress)
@@ -422,14 +342,10 @@ def _monitor_data(config: TrainConfig, dev) -> Optional[tuple]:
 
 def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional[dict]) -> dict:
     start = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = {"monitor_clean_accuracy": clean_accuracy(model, x, y)}
         if attack is not None:
             out["monitor_robust_accuracy"] = robust_accuracy(model, x, y, **attack)
-    finally:
-        model.train(was_training)
     out["monitor_seconds"] = round(time.perf_counter() - start, 2)
     return out
 
@@ -500,7 +416,7 @@ def evaluate(model: nn.Module, dataset: str, *, attack: Optional[dict] = None, s
     data = load_dataset(dataset, split)
     if limit:
         data = data.subset(slice(0, limit))
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     x, y = data.x.to(dev), data.y.to(dev)
     clean = clean_accuracy(model, x, y)
     robust = robust_accuracy(model, x, y, seed=seed, progress=progress, **attack)
@@ -542,7 +458,7 @@ def robustness_curve(model: nn.Module, dataset: str, *, eps_grid=None, limit: in
     data = load_dataset(dataset, "test")
     if limit:
         data = data.subset(slice(0, limit))
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     acc = accuracy_vs_eps(model, data.x.to(dev), data.y.to(dev), grid, norm=norm, steps=steps, seed=seed,
                           batch_size=batch_size, nested=True, progress=progress)
     return {

@@ -14,23 +14,15 @@ from gradviz.viz.attack import accuracy_vs_eps_figure
 from gradviz.data import DATASETS
 from gradviz.viz.models import live_loss_figure
 from gradviz.nets import ARCHITECTURES
-from gradviz.training import (
-    AGR_BASES, ATTACK_METHODS, EVAL_ATTACKS, LALPHA_LAMBDA, METHODS, PAG_LAMBDA, PAG_TARGETS, TrainConfig,
-)
+from gradviz.training import EVAL_ATTACKS, METHODS, OBJECTIVES, Option, TrainConfig
 from gradviz.training import jobs
 from gradviz.ui.models_cache import eps50_results, measure_eps50
 
 __all__ = ["card_editor", "choose_model", "eps50_panel", "import_panel", "show_flash", "train_panel"]
 
-METHOD_LABELS = {
-    "standard": "standard (cross-entropy)",
-    "pgd": "PGD adversarial training (Madry et al.)",
-    "igd": "IGD: input gradient distillation",
-    "trades": "TRADES (Zhang et al.)",
-    "pag": "PAG: perceptually aligned gradients",
-    "agr": "AGR: adaptive gradient reconstruction",
-    "lalpha": "L_alpha: alignment with the GAN residual",
-}
+#: The app's defaults where they differ from the command line's: a quicker attack (10
+#: steps, not 20); eps: the dataset's evaluation radius (see :func:`_form_default`).
+_FORM_DEFAULTS = {"steps": 10}
 _JOB = "gv_models_job"
 _SEEN = "gv_models_job_seen"
 _FLASH = "gv_models_flash"
@@ -141,6 +133,51 @@ def _standard_models(dataset: str) -> list:
     return [m.name for m in zoo.list_models(dataset) if m.method == "standard"] or [None]
 
 
+def _form_default(option: Option, dataset: str):
+    """The widget's initial value: the dataset's evaluation eps for eps, the app's quicker
+    attack (:data:`_FORM_DEFAULTS`), else the objective's default."""
+    if option.name == "eps":
+        return float(EVAL_ATTACKS[dataset]["eps"])
+    return _FORM_DEFAULTS.get(option.name, option.default)
+
+
+def _option_widget(option: Option, dataset: str, column):
+    """One widget for ``option`` in ``column`` (key ``models_train_<name>``); returns the
+    value for TrainConfig (None: the method's default)."""
+    key, label = f"models_train_{option.name}", option.label or option.name
+    help_text = f"{option.help[:1].upper()}{option.help[1:]}; default {option.describe_default()}."
+    if option.kind == "model":
+        return column.selectbox(label, _standard_models(dataset), key=key, help=help_text)
+    if option.choices:
+        words = option.choice_labels or {}
+        return column.selectbox(label, option.choices, format_func=lambda v: words.get(v, v), key=key,
+                                help=help_text)
+    default = _form_default(option, dataset)
+    computed = default is None  # a default computed from the rest: 0 stands for it
+    if computed:
+        label += f" (0: {option.describe_default()})"
+    number = int if option.type is int else float
+    low = number(0 if computed or option.low is None else option.low)
+    high = number(10_000 if option.high is None else option.high)
+    value = column.number_input(label, low, high, number(default or 0), key=key, help=help_text,
+                                **({} if number is int else {"format": "%.4f"}))
+    return None if computed and not value else number(value)
+
+
+def _option_widgets(method: str, dataset: str) -> dict:
+    """The widgets of the options ``OBJECTIVES[method]`` uses, four to a row, in the order
+    the objective lists them; an option that depends on another one's value (AGR's base's
+    options on ``agr_base``) is drawn once that value is chosen. Returns name -> value."""
+    cls, values = OBJECTIVES[method], {}
+    while True:
+        todo = [o for o in cls.options_for(values) if o.name not in values]
+        if not todo:
+            return values
+        row = todo[:4]
+        for option, column in zip(row, st.columns(4)):
+            values[option.name] = _option_widget(option, dataset, column)
+
+
 def train_panel(device: str) -> None:
     """The training form; starts a background job (:mod:`gradviz.training.jobs`)."""
     busy = jobs.active_job()
@@ -148,7 +185,7 @@ def train_panel(device: str) -> None:
         a, b, c = st.columns(3)
         dataset = a.selectbox("Dataset", list(DATASETS), key="models_train_dataset",
                               help="mnist-5k and squares ship with gradviz; the others must be downloaded.")
-        method = b.selectbox("Method", METHODS, format_func=METHOD_LABELS.get, key="models_train_method")
+        method = b.selectbox("Method", METHODS, format_func=lambda m: OBJECTIVES[m].label, key="models_train_method")
         name = c.text_input("Model name", value=f"my-{method}", key=f"models_train_name::{method}",
                             help=f"Saved as {dataset}/<name> in your model folder ({zoo.user_model_dir()}).")
         a, b, c, d = st.columns(4)
@@ -156,40 +193,7 @@ def train_panel(device: str) -> None:
         seed = b.number_input("Seed", 0, 2**31 - 1, 0, key="models_train_seed")
         batch = c.number_input("Batch size", 1, 1024, 128, key="models_train_batch")
         limit = d.number_input("Training images (0: all)", 0, 100_000, 0, step=100, key="models_train_limit")
-        options: dict = {}
-        if method in ATTACK_METHODS:
-            a, b, c, d = st.columns(4)
-            options["eps"] = a.number_input("eps (training radius)", 0.0, 1.0, float(EVAL_ATTACKS[dataset]["eps"]),
-                                            step=0.01, format="%.4f", key="models_train_eps")
-            options["steps"] = b.number_input("Attack steps", 1, 100, 10, key="models_train_steps")
-            options["warmup_epochs"] = c.number_input("eps warm-up epochs", 0, 100, 0, key="models_train_warmup")
-            options["norm"] = d.selectbox("Norm", ("linf", "l2"), key="models_train_norm")
-        if method == "agr":
-            a, b, c = st.columns(3)
-            options["agr_base"] = a.selectbox("AGR wraps", AGR_BASES, key="models_train_agr_base")
-            start = b.number_input("AGR from epoch (0: the last 22.5 %)", 0, 500, 0, key="models_train_agr_start",
-                                   help="1-based; default int(0.775 · epochs) + 1, as the authors (156 of 200).")
-            options["agr_start_epoch"] = int(start) or None
-            options["agr_clip"] = c.number_input("Gradient clip", 0.001, 10.0, 0.1, format="%.3f",
-                                                 key="models_train_agr_clip")
-        if method == "trades" or options.get("agr_base") == "trades":
-            options["trades_beta"] = st.number_input("TRADES beta", 0.0, 100.0, 6.0, key="models_train_beta")
-        if method == "pag":
-            a, b = st.columns(2)
-            options["pag_target"] = a.radio("Target gradients", PAG_TARGETS, horizontal=True, key="models_train_pag_t",
-                                            format_func={"cm": "class mean − x", "nn": "nearest neighbour − x"}.get)
-            options["pag_lambda"] = b.number_input("lambda", 0.0, 100.0, float(PAG_LAMBDA), key="models_train_pag_l")
-        if method == "lalpha":
-            a, b = st.columns(2)
-            options["lalpha_lambda"] = a.number_input("lambda", 0.0, 10.0, float(LALPHA_LAMBDA), key="models_train_la_l",
-                                                      help="Weight of the alignment term (paper: 0.1 to 0.3).")
-            options["lalpha_reference"] = b.selectbox(
-                "Closest classes of", _standard_models(dataset), key="models_train_la_ref",
-                help="The residuals are computed once, before training, toward each image's closest class under "
-                     "this model; needs the dataset's generator. Trains without random shifts.")
-        if method == "igd":
-            options["teacher"] = st.selectbox("Teacher (a standard model)", _standard_models(dataset),
-                                              key="models_train_teacher")
+        options = _option_widgets(method, dataset)
         a, b, c, d = st.columns(4)
         augment = a.checkbox("Random shifts", value=True, key="models_train_augment")
         monitor = b.number_input("Learning-curve images", 0, 10_000, 200, step=50, key="models_train_monitor",
