@@ -172,6 +172,39 @@ def test_tiny_training_from_the_form_finishes_and_shows_up(home):
     assert "mnist-5k/tiny-app" in [c.name for c in zoo.list_models("mnist-5k")]  # the sidebar's list
 
 
+def test_the_training_form_draws_each_objectives_options_from_the_registry(home, monkeypatch):
+    from gradviz.training import OBJECTIVES
+
+    def option_keys(at: AppTest) -> set:
+        fixed = {"models_train_method", "models_train_dataset", "models_train_epochs", "models_train_seed",
+                 "models_train_batch", "models_train_limit", "models_train_monitor", "models_train_eval_n"}
+        return {w.key for w in [*at.number_input, *at.selectbox] if w.key and w.key.startswith("models_train_")} - fixed
+
+    at = models_page()
+    for method, cls in OBJECTIVES.items():
+        at.selectbox(key="models_train_method").set_value(method).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert option_keys(at) == {f"models_train_{o.name}" for o in cls.options_for({})}, method
+    at.selectbox(key="models_train_method").set_value("agr").run()
+    at.selectbox(key="models_train_agr_base").set_value("trades").run()  # the wrapped objective's options follow
+    assert "models_train_trades_beta" in option_keys(at)
+    assert at.number_input(key="models_train_trades_beta").value == OBJECTIVES["trades"].options[-1].default
+    started = []
+
+    def fake_start(config, **kwargs):  # what the form asks for, without training
+        started.append(config)
+        raise ValueError("not in this test")
+
+    monkeypatch.setattr(jobs, "start_job", fake_start)
+    at.button(key="models_train_go").click().run()
+    assert not at.exception and any("Training not started: not in this test" in e.value for e in at.error)
+    (config,) = started
+    c = config.resolved()
+    assert (c.method, c.agr_base, c.trades_beta, c.agr_clip, c.steps) == ("agr", "trades", 6.0, 0.1, 10)
+    assert config.agr_start_epoch is None and c.agr_start_epoch == int(0.775 * c.epochs) + 1  # 0: the default
+    assert config.step_size is None and config.eps == 0.3  # the dataset's evaluation eps
+
+
 @pytest.mark.parametrize("filename, data, expected", [
     ("cifar.pt", _state_dict_bytes(channels=3, size=32), "another input shape than mnist-5k's 1 x 28 x 28"),
     ("seven.pt", _state_dict_bytes(num_classes=7), "it predicts 7 classes, mnist-5k has 10"),
