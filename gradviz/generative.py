@@ -52,7 +52,7 @@ from gradviz.checkpoints import (
     write_card,
 )
 from gradviz.data import ImageDataset, load_dataset
-from gradviz.tensors import model_device
+from gradviz.tensors import as_labels, check_classes, model_device
 from gradviz.utils import Progress, check_images, report, resolve_device
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "generators"
@@ -544,12 +544,10 @@ def _prepare(generator: nn.Module, x: torch.Tensor, target, y) -> tuple[nn.Modul
     if t.ndim != 2 or t.shape[0] != x.shape[0]:
         raise ValueError(f"target must be an int, (N,) or (N, T) with N = {x.shape[0]} images; "
                          f"got shape {tuple(torch.as_tensor(target).shape)}")
-    if k is not None and t.numel() and (int(t.min()) < 0 or int(t.max()) >= k):
-        raise ValueError(f"target classes must lie in [0, {k}), got {int(t.min())}..{int(t.max())}")
+    if k is not None:
+        check_classes(t, k, "target classes")
     if y is not None:
-        yy = torch.as_tensor(y, device=x.device).long().reshape(-1)
-        if yy.shape[0] != x.shape[0]:
-            raise ValueError(f"y has {yy.shape[0]} labels for {x.shape[0]} images")
+        yy = as_labels(y, len(x), device=x.device)
         same = (t == yy[:, None]).any(1)
         if same.any():
             i = int(same.nonzero()[0])
