@@ -77,6 +77,29 @@ def linear_classifier(num_features: int, num_classes: int, seed: int = 0, dtype=
     return model.to(dtype) if dtype is not None else model
 
 
+def input_spy(model):
+    """``model`` wrapped in a module that records every input it sees: ``spy.calls`` holds
+    (input, whether in train mode) pairs, ``spy.seen`` the inputs seen in train mode (a
+    training loss's: gradviz's attacks run the model in eval mode); ``spy.model`` is the
+    wrapped model. For tests that check what an objective really computes its loss on."""
+    from torch import nn
+
+    class InputSpy(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.model, self.calls = inner, []
+
+        @property
+        def seen(self) -> list:
+            return [x for x, training in self.calls if training]
+
+        def forward(self, x):
+            self.calls.append((x.detach().clone(), self.training))
+            return self.model(x)
+
+    return InputSpy(model)
+
+
 def png_header(width: int, height: int) -> bytes:
     """A PNG whose header says width x height (1-bit grayscale) with no pixel data: all that
     PIL reads before it refuses an image too large to open."""

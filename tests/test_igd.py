@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.helpers import linear_classifier
+from tests.helpers import input_spy, linear_classifier
 
 from gradviz import zoo
 from gradviz.__main__ import main
@@ -101,25 +101,11 @@ def test_teacher_gradient_is_the_true_class_logit_gradient_and_the_teacher_is_un
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
 
 
-class _Spy(nn.Module):
-    """Records the inputs the wrapped model sees in train mode (the loss's; PGD runs in
-    eval mode)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model, self.seen = model, []
-
-    def forward(self, x):
-        if self.training:
-            self.seen.append(x.detach().clone())
-        return self.model(x)
-
-
 def test_igd_inherits_the_pgd_settings_and_eps_warmup():
     obj = IGDObjective(eps=0.3, steps=2, warmup_epochs=3, teacher=_linear(2).eval())
     assert [round(obj.eps_at(e), 4) for e in range(4)] == [0.1, 0.2, 0.3, 0.3]
     x, y = _batch()
-    student = _Spy(_linear(1)).train()
+    student = input_spy(_linear(1)).train()
     loss, stats = obj(student, x, y, epoch=0)
     assert stats["eps"] == pytest.approx(0.1)
     assert set(stats) >= {"loss", "ce", "cos", "adv_accuracy", "eps"}

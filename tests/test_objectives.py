@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import linear_classifier
+from tests.helpers import input_spy, linear_classifier
 
 import gradviz.training.objectives as objectives_pkg
 from gradviz.__main__ import _default_name, build_parser
@@ -51,18 +51,6 @@ def _tiny(method: str):
         "agr": lambda: AGRObjective(PGDObjective(eps=0.1, steps=3)),
         "lalpha": lambda: LAlphaObjective(LAlphaResiduals(torch.randn(9, C, H, W), torch.zeros(9, dtype=torch.long))),
     }[method]()
-
-
-class Spy(nn.Module):
-    """Records every input the wrapped model sees, and whether it was in train mode."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model, self.calls = model, []
-
-    def forward(self, x):
-        self.calls.append((x.detach().clone(), self.training))
-        return self.model(x)
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -202,7 +190,8 @@ def test_computed_defaults_and_method_specific_resolution():
 @pytest.mark.parametrize("config, name", [
     (dict(method="standard"), "standard"), (dict(method="pgd"), "pgd-linf"), (dict(method="pgd", norm="l2"), "pgd-l2"),
     (dict(method="igd"), "igd"), (dict(method="trades"), "trades"), (dict(method="pag", pag_target="nn"), "pag-nn"),
-    (dict(method="agr"), "agr"), (dict(method="agr", agr_base="trades"), "agr-trades"), (dict(method="lalpha"), "lalpha"),
+    (dict(method="agr"), "agr"), (dict(method="agr", agr_base="trades"), "agr-trades"),
+    (dict(method="lalpha"), "lalpha"),
 ])
 def test_default_model_names(config, name):
     c = TrainConfig(**config).resolved()
@@ -260,10 +249,10 @@ def test_adversarial_says_whether_the_loss_sees_adversarial_examples(method):
     then some are moved, and none leaves the eps-ball."""
     torch.manual_seed(0)
     objective = _tiny(method)
-    model = Spy(nn.Sequential(nn.Flatten(), nn.Linear(D, 16), nn.Tanh(), nn.Linear(16, K))).train()
+    model = input_spy(nn.Sequential(nn.Flatten(), nn.Linear(D, 16), nn.Tanh(), nn.Linear(16, K))).train()
     x, y = _batch()
     objective(model, x, y, epoch=0, index=torch.arange(6))
-    seen = [inp for inp, training in model.calls if training]
+    seen = model.seen
     assert seen
     # each row's l_inf distance to the nearest clean image
     dist = torch.cat([(s.flatten(1)[:, None] - x.flatten(1)[None]).abs().amax(2).amin(1) for s in seen])

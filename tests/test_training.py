@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.helpers import input_spy
+
 from gradviz import zoo
 from gradviz.__main__ import main
 from gradviz.training import PGDObjective, TrainConfig, train
@@ -30,20 +32,6 @@ def test_training_is_reproducible_with_a_seed():
         assert torch.equal(pa, pb)
 
 
-class Spy(nn.Module):
-    """Records every input the wrapped model sees in train mode (the loss's inputs; PGD runs
-    in eval mode)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model, self.seen = model, []
-
-    def forward(self, x):
-        if self.training:
-            self.seen.append(x.detach().clone())
-        return self.model(x)
-
-
 def _trained_on(method: str, monkeypatch, **options) -> tuple[torch.Tensor, list]:
     """Run one epoch of ``method`` on the first 96 training images (no shifts) with a spy
     around the model; returns each loss input's l_inf distance to its nearest training image."""
@@ -52,7 +40,7 @@ def _trained_on(method: str, monkeypatch, **options) -> tuple[torch.Tensor, list
 
     build = loop.build_model
     spies = []
-    monkeypatch.setattr(loop, "build_model", lambda *a, **k: spies.append(Spy(build(*a, **k))) or spies[-1])
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: spies.append(input_spy(build(*a, **k))) or spies[-1])
     _, log = train(TrainConfig(method=method, epochs=1, limit=96, batch_size=48, augment=False, monitor=0, **options),
                    device="cpu")
     images = load_dataset("mnist-5k", "train").x[:96].flatten(1)
@@ -72,7 +60,7 @@ def test_pgd_objective_trains_on_adversarial_examples(monkeypatch):
 
 def test_pgd_loss_is_the_cross_entropy_at_the_attack():
     torch.manual_seed(0)
-    model = Spy(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))).train()
+    model = input_spy(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))).train()
     x, y = torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
     loss, stats = PGDObjective(eps=0.2, steps=3)(model, x, y)
     (x_adv,) = model.seen
@@ -85,7 +73,7 @@ def test_pgd_eps_warmup_is_linear():
     obj = PGDObjective(eps=0.3, warmup_epochs=3)
     assert [round(obj.eps_at(e), 4) for e in range(5)] == [0.1, 0.2, 0.3, 0.3, 0.3]
     torch.manual_seed(0)
-    model = Spy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3))).train()
+    model = input_spy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3))).train()
     x, y = torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
     for epoch, eps in ((0, 0.1), (3, 0.3)):
         _, stats = obj(model, x, y, epoch=epoch)

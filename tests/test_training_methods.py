@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.helpers import linear_classifier
+from tests.helpers import input_spy, linear_classifier
 
 from gradviz.__main__ import build_parser, main
 from gradviz.attacks import trades_attack
@@ -218,22 +218,8 @@ def test_trades_loss_equals_the_hand_computation():
     assert loss.item() == pytest.approx((hand_ce + 6.0 * hand_kl).item(), rel=1e-5)
 
 
-class _Spy(nn.Module):
-    """Records the inputs the wrapped model sees in train mode (the loss's; attacks run in
-    eval mode)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model, self.seen = model, []
-
-    def forward(self, x):
-        if self.training:
-            self.seen.append(x.detach().clone())
-        return self.model(x)
-
-
 def test_trades_objective_is_its_loss_at_the_kl_attack():
-    model, (x, y) = _Spy(_linear(7)).train(), _batch()
+    model, (x, y) = input_spy(_linear(7)).train(), _batch()
     obj = TRADESObjective(eps=0.1, steps=2, beta=3.0)
     torch.manual_seed(0)
     loss, stats = obj(model, x, y)

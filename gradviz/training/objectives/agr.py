@@ -18,7 +18,8 @@ from gradviz.training.objectives.base import ObjectiveBase, Option
 from gradviz.training.objectives.pgd import PGDObjective
 from gradviz.training.objectives.trades import TRADESObjective
 
-__all__ = ["AGR_BASE", "AGR_BASE_CLASSES", "AGR_BASES", "AGR_CLIP", "AGRObjective", "agr_combine", "default_start_epoch"]
+__all__ = ["AGR_BASE", "AGR_BASE_CLASSES", "AGR_BASES", "AGR_CLIP", "AGRObjective", "agr_combine",
+           "default_start_epoch"]
 
 #: The adversarial objectives AGR can wrap (name -> class), their names, and the default one.
 AGR_BASE_CLASSES = {"pgd": PGDObjective, "trades": TRADESObjective}
@@ -52,7 +53,8 @@ def agr_combine(g_adv: Sequence[torch.Tensor], g_cl: Sequence[torch.Tensor], *, 
     Args:
         g_adv: per-tensor gradients of the adversarial training loss (PGD or TRADES).
         g_cl: per-tensor gradients of the clean cross-entropy, same shapes.
-        clip: the norm bound (the authors: 0.1); None: no clip.
+        clip: the norm bound > 0 (default :data:`AGR_CLIP` = 0.1, the authors'); None: no
+            clip.
         apply: False returns ``g_adv`` unchanged (the epochs before AGR starts) but still
             measures the diagnostics, as the authors' code does.
 
@@ -60,6 +62,10 @@ def agr_combine(g_adv: Sequence[torch.Tensor], g_cl: Sequence[torch.Tensor], *, 
         ``(g, stats)``: the gradients to use, and ``agr_cos`` (mean c over tensors),
         ``agr_gop_rate`` (fraction of tensors with c <= 0, "GOP rate"), ``agr_norm_adv``,
         ``agr_norm_clean``, ``agr_norm`` (mean per-tensor l_2 norms of g_adv, g_cl and g).
+
+    Raises:
+        ValueError: empty lists or lists of different lengths; two tensors of different
+            shapes.
     """
     if len(g_adv) != len(g_cl) or not len(g_adv):
         raise ValueError("g_adv and g_cl must be non-empty lists of the same length")
@@ -114,12 +120,17 @@ class AGRObjective(ObjectiveBase):
 
     Attributes:
         base: the adversarial objective whose gradient is reconstructed.
-        start_epoch: first epoch (1-based) with AGR; default of the command line:
-            ``int(0.775 * epochs) + 1`` (156 of 200, the authors' setting).
-        clip: the per-tensor norm bound (0.1, the authors').
+        start_epoch: first epoch (1-based, >= 1) with AGR (default 1 here; a TrainConfig's
+            default is :func:`default_start_epoch`, ``int(0.775 * epochs) + 1``: 156 of 200,
+            the authors' setting).
+        clip: the per-tensor norm bound > 0 (default :data:`AGR_CLIP` = 0.1, the
+            authors'); None: no clip.
 
     Logged per batch: the base's numbers, ``clean_ce``, the diagnostics of
     :func:`agr_combine` and ``agr_active`` (1 when AGR changed the update).
+
+    Raises:
+        ValueError: start_epoch not an integer >= 1; clip not a finite number > 0.
     """
 
     base: Union[PGDObjective, TRADESObjective] = field(default_factory=PGDObjective)

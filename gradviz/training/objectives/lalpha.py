@@ -49,6 +49,9 @@ class LAlphaResiduals:
         dx: (M, C, H, W) float residuals of the M training images, in training-set order.
         target: (M,) int64 the classes they point to.
         meta: how they were made (generator, reference model, steps, seconds).
+
+    Raises:
+        ValueError: dx not 4-D or target not (M,).
     """
 
     def __init__(self, dx: torch.Tensor, target: torch.Tensor, meta: Optional[dict] = None):
@@ -133,18 +136,23 @@ class LAlphaObjective(ObjectiveBase):
     with dx_i the GAN residual of image i toward its closest inaccurate class
     (:class:`LAlphaResiduals`, detached), the input gradient taken with
     ``create_graph=True`` (double backpropagation), cos per image over C*H*W
-    (:func:`gradviz.tensors.per_image_cosine`: 0 with a zero vector). The cosine is computed with
-    :func:`loss_gradient_direction`, the loss gradient divided by 1 - p_y: the same cosine,
-    without the blow-up of a confident image's vanishing gradient. No adversarial examples. The authors' code aligns the
-    gradient of the logit difference d_c~ - d_y, which alpha_dx (Eq. 8) measures, instead
-    of the loss gradient; gradviz follows the paper's equation as docs/methods.md states it.
+    (:func:`gradviz.tensors.per_image_cosine`: 0 with a zero vector). The cosine is computed
+    with :func:`loss_gradient_direction`, the loss gradient divided by 1 - p_y: the same
+    cosine, without the blow-up of a confident image's vanishing gradient. No adversarial
+    examples. The authors' code aligns the gradient of the logit difference d_c~ - d_y,
+    which alpha_dx (Eq. 8) measures, instead of the loss gradient; gradviz follows the
+    paper's equation as docs/methods.md states it.
 
     Attributes:
         residuals: the training images' residuals (looked up by the batch's ``index``).
-        alpha_lambda: lambda (default :data:`LALPHA_LAMBDA`; paper 0.1 to 0.3).
+        alpha_lambda: lambda >= 0 (default :data:`LALPHA_LAMBDA` = 0.3; paper 0.1 to 0.3).
 
-    Logged per batch: ``loss``, ``ce``, ``alpha`` (mean cosine, the training images'
-    alignment), ``accuracy``.
+    Logged per batch: ``loss``, ``ce``, ``alpha`` (mean cosine in [-1, 1], the training
+    images' alignment), ``accuracy``.
+
+    Raises:
+        ValueError: alpha_lambda negative or not a finite number; a call without residuals
+            or without ``index``.
     """
 
     residuals: Optional[LAlphaResiduals] = field(default=None, repr=False)

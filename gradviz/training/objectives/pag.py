@@ -75,8 +75,11 @@ class PAGTargets:
 
     Args:
         x_train: (M, C, H, W) training images in [0, 1]; y_train: (M,) labels.
-        source: ``"cm"`` or ``"nn"``.
+        source: ``"cm"`` (default) or ``"nn"``.
         num_classes: K (default: ``y_train.max() + 1``).
+
+    Raises:
+        ValueError: an unknown source.
     """
 
     def __init__(self, x_train: torch.Tensor, y_train: torch.Tensor, source: str = "cm", *,
@@ -150,8 +153,11 @@ class PAGObjective(ObjectiveBase):
         targets: the :class:`PAGTargets` (class mean or nearest neighbour).
         pag_lambda: lambda (default :data:`PAG_LAMBDA`).
 
-    Logged per batch: ``loss``, ``ce``, ``pag_cos`` (mean cosine over images and classes),
-    ``pag_cos_true`` (over images, their own class only), ``accuracy``.
+    Logged per batch: ``loss``, ``ce``, ``pag_cos`` (mean cosine over images and classes, in
+    [-1, 1]), ``pag_cos_true`` (over images, their own class only), ``accuracy``.
+
+    Raises:
+        ValueError: pag_lambda negative or not a finite number; a call without targets.
     """
 
     targets: Optional[PAGTargets] = field(default=None, repr=False)

@@ -31,8 +31,8 @@ ATTACK_OPTIONS = (
            low=1, high=100),
     Option("step_size", None, "step size of the training attack", default_text="2.5 * eps / steps",
            label="Attack step size", low=0.0, high=1.0),
-    Option("warmup_epochs", PGD_WARMUP_EPOCHS, "epochs over which eps ramps up linearly (0: full eps from the start)", type=int,
-           unused=0, label="eps warm-up epochs", low=0, high=100),
+    Option("warmup_epochs", PGD_WARMUP_EPOCHS, "epochs over which eps ramps up linearly (0: full eps from the "
+           "start)", type=int, unused=0, label="eps warm-up epochs", low=0, high=100),
 )
 
 
