@@ -10,6 +10,7 @@ resumes where it stopped, with the same numbers).
 robustness     accuracy vs eps under nested PGD, eps50 (docs/methods.md section 1)
 inequality     Gini, regional Gini, Lorenz curves, inductive noise and occlusion (section 3)
 alignment      closest class, GAN residuals, alpha_dx, alpha_x (section 1)
+manifold       distance of l_2 PGD examples to the generator's range (section 4)
 roar_kar       ROAR and KAR: retrain on images with the top-ranked pixels removed or kept (4.4)
 ============== ============================================================================
 
@@ -20,12 +21,12 @@ because it stores nothing and takes images rather than a split.
 From the command line: ``python -m gradviz study NAME --models A B --n N [--out DIR]``.
 """
 
-from gradviz.studies import alignment, inequality, roar_kar, robustness
+from gradviz.studies import alignment, inequality, manifold, roar_kar, robustness
 from gradviz.studies.base import NotStored, StudyResult, run_study
 from gradviz.studies.store import ChunkStore
 
 #: name -> study module (each with ``STUDY``, ``Settings``, ``run``).
-STUDIES = {m.STUDY.name: m for m in (robustness, inequality, alignment, roar_kar)}
+STUDIES = {m.STUDY.name: m for m in (robustness, inequality, alignment, manifold, roar_kar)}
 
-__all__ = ["STUDIES", "ChunkStore", "NotStored", "StudyResult", "alignment", "inequality", "roar_kar", "robustness",
-           "run_study"]
+__all__ = ["STUDIES", "ChunkStore", "NotStored", "StudyResult", "alignment", "inequality", "manifold", "roar_kar",
+           "robustness", "run_study"]
