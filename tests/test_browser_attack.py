@@ -68,7 +68,7 @@ def test_attack_page_in_the_browser(streamlit_server, browser, shipped_models, a
         page.goto(f"{streamlit_server}/attack", wait_until="domcontentloaded")
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)
-        assert menu_titles(sidebar) == ["Gradients", "Attack", "Models", "Inequality", "Alignment"]  # not file names
+        assert menu_titles(sidebar) == ["Gradients", "Attack", "Models", "Inequality", "Alignment", "Trade-off"]  # not file names
         _wait_for_title(page, "PGD attack")
         assert page.url.rstrip("/").endswith("/attack")
         assert sidebar.get_by_role("combobox", name="Dataset").count() == 1  # app.py's sidebar is there

@@ -35,6 +35,7 @@ def app_pages() -> list:
         st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
         st.Page("pages/inequality.py", title="Inequality", icon=":material/equalizer:"),
         st.Page("pages/alignment.py", title="Alignment", icon=":material/join_inner:"),
+        st.Page("pages/tradeoff.py", title="Trade-off", icon=":material/balance:"),
     ]
 
 
