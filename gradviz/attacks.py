@@ -43,8 +43,10 @@ __all__ = [
     "NORMS",
     "PAG_EPS",
     "PAG_STEPS",
+    "TARGET_EPS_GRID",
     "AttackResult",
     "PGDTrace",
+    "TargetEpsSearch",
     "accuracy_vs_eps",
     "clean_accuracy",
     "default_step_size",
@@ -56,6 +58,8 @@ __all__ = [
     "predict",
     "robust_accuracy",
     "run_attack",
+    "smallest_target_eps",
+    "target_probabilities",
     "targeted_class_sweep",
     "trades_attack",
 ]
@@ -350,7 +354,29 @@ def _check_grid(eps_grid, what: str = "eps_grid") -> np.ndarray:
     return grid
 
 
-def accuracy_vs_eps(
+def accuracy_vs_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float],
+                    **attack) -> np.ndarray:
+    """Accuracy under untargeted :func:`pgd` at each eps of a grid: the robustness curve of
+    docs/methods.md section 1 (Bigolin Lanfredi et al., accuracy-vs-eps; its median is
+    :func:`eps50`).
+
+    Args:
+        model, x, y, eps_grid: as :func:`robust_at_eps`.
+        **attack: the keyword arguments of :func:`robust_at_eps` (norm, steps, step_size,
+            random_start, seed, batch_size, nested (default True), progress).
+
+    Returns:
+        np.ndarray float64 (len(eps_grid),) of accuracies in [0, 1]: the mean over the
+        images of :func:`robust_at_eps`.
+
+    Raises:
+        ValueError: as :func:`robust_at_eps`; TypeError: an unknown keyword.
+    """
+    flags = robust_at_eps(model, x, y, eps_grid, **attack)
+    return flags.double().mean(dim=0).numpy() if len(flags) else np.zeros(flags.shape[1], dtype=np.float64)
+
+
+def robust_at_eps(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -364,10 +390,10 @@ def accuracy_vs_eps(
     batch_size: int = 500,
     nested: bool = True,
     progress: Optional[Progress] = None,
-) -> np.ndarray:
-    """Accuracy under untargeted :func:`pgd` at each eps of a grid: the robustness curve of
-    docs/methods.md section 1 (Bigolin Lanfredi et al., accuracy-vs-eps; its median is
-    :func:`eps50`).
+) -> torch.Tensor:
+    """Per image and eps of a grid: is the image still classified correctly after an
+    untargeted :func:`pgd` attack? The per-image numbers that :func:`accuracy_vs_eps`
+    averages into the robustness curve.
 
     Every eps is one batched PGD attack per chunk of ``batch_size`` images (the chunks run
     on the model's device; ``x`` may live on the CPU).
@@ -400,44 +426,13 @@ def accuracy_vs_eps(
         progress: ``progress(fraction, message)`` after each (eps, chunk).
 
     Returns:
-        np.ndarray float64 (len(eps_grid),) of accuracies in [0, 1]: the mean over the
-        images of :func:`robust_at_eps`.
+        bool tensor (N, len(eps_grid)) on the CPU; with ``nested`` each row is
+        non-increasing (True up to the first eps that breaks the image).
 
     Raises:
         ValueError: bad images/labels (see :func:`pgd`); an empty, unsorted, negative or
             non-finite grid; an l_inf eps above 1; steps < 1; step_size <= 0;
             batch_size < 1; unknown norm.
-    """
-    flags = robust_at_eps(model, x, y, eps_grid, norm=norm, steps=steps, step_size=step_size,
-                          random_start=random_start, seed=seed, batch_size=batch_size, nested=nested,
-                          progress=progress)
-    return flags.double().mean(dim=0).numpy() if len(flags) else np.zeros(flags.shape[1], dtype=np.float64)
-
-
-def robust_at_eps(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps_grid: Sequence[float],
-    *,
-    norm: str = "linf",
-    steps: int = 40,
-    step_size: Optional[float] = None,
-    random_start: bool = True,
-    seed: Optional[int] = 0,
-    batch_size: int = 500,
-    nested: bool = True,
-    progress: Optional[Progress] = None,
-) -> torch.Tensor:
-    """Per image and eps: is the image still classified correctly after the attack?
-    What :func:`accuracy_vs_eps` averages (same arguments, same attacks, same seeds).
-
-    Returns:
-        bool tensor (N, len(eps_grid)) on the CPU; with ``nested`` each row is
-        non-increasing (True up to the first eps that breaks the image).
-
-    Raises:
-        ValueError: as :func:`accuracy_vs_eps`.
     """
     check_images(x)
     grid = _check_grid(eps_grid)
@@ -816,3 +811,203 @@ def targeted_class_sweep(
     out = pgd(model, batch, targets.to(device), eps=eps, norm=norm, steps=steps, step_size=step_size,
               random_start=False, targeted=True)
     return out.to(x.device)
+
+
+def target_probabilities(model: nn.Module, x: torch.Tensor, targets, batch_size: int = 500) -> torch.Tensor:
+    """The model's softmax probability of each image's target class, e.g. of the rows of a
+    :func:`targeted_class_sweep` (``targets``: its classes, by default ``arange(K)``): did the
+    attack reach its class, and how surely?
+
+    Args:
+        model: classifier (N, C, H, W) in [0, 1] -> logits (N, K), evaluated in eval mode on
+            its own device; left unchanged.
+        x: (N, C, H, W) images in [0, 1] (any device).
+        targets: (N,) int classes in [0, K), one per image.
+        batch_size: images per forward pass.
+
+    Returns:
+        (N,) float32 in [0, 1] on the CPU.
+
+    Raises:
+        ValueError: bad images, targets of the wrong length or out of range.
+    """
+    check_images(x)
+    t = as_labels(targets, len(x), name="targets", device="cpu")
+    device = model_device(model, x.device)
+    with torch.no_grad(), eval_mode(model):
+        p = torch.cat([torch.softmax(model(x[i : i + batch_size].to(device)).float(), dim=1).cpu()
+                       for i in range(0, len(x), batch_size)]) if len(x) else torch.zeros(0, 1)
+    check_classes(t, p.shape[1], "targets")
+    return p[torch.arange(len(x)), t]
+
+
+#: Default l_2 grid ([0, 1] pixel units) of :func:`smallest_target_eps` on 28 x 28 digits:
+#: from an invisible change (0.25; the digit's own l_2 norm is ~9) to a large one (10).
+TARGET_EPS_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+@dataclass
+class TargetEpsSearch:
+    """The result of :func:`smallest_target_eps`: targeted attacks of one image toward each
+    class at every eps of a grid.
+
+    Attributes:
+        eps_grid: (G,) float64 radii, ascending, [0, 1] pixel units (in ``settings["norm"]``).
+        classes: (K,) int64 target classes.
+        images: (K, G, C, H, W) attacked images in [0, 1] (CPU): row k, column g is the attack
+            toward ``classes[k]`` with radius ``eps_grid[g]``.
+        probs: (K, G) the model's probability of the target class on each attacked image.
+        reached: (K, G) bool: the model's prediction on the attacked image is the target and
+            its probability is at least ``settings["confidence"]``.
+        settings: norm, steps, step_size ("2.5 * eps / steps" or a number), confidence.
+    """
+
+    eps_grid: np.ndarray
+    classes: torch.Tensor
+    images: torch.Tensor
+    probs: torch.Tensor
+    reached: torch.Tensor
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def first_index(self) -> torch.Tensor:
+        """(K,) int64: the grid index of the smallest eps that reaches each target; -1 where
+        no eps of the grid does."""
+        hit = self.reached.any(1)
+        first = self.reached.to(torch.int64).argmax(1)
+        return torch.where(hit, first, torch.full_like(first, -1))
+
+    @property
+    def min_eps(self) -> np.ndarray:
+        """(K,) float64: the smallest eps of the grid that reaches each target; NaN where
+        none does (the target lies beyond the grid's largest eps, for this attack)."""
+        idx = self.first_index.numpy()
+        return np.where(idx >= 0, self.eps_grid[np.maximum(idx, 0)], np.nan)
+
+    def at_min_eps(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, probs)``: (K, C, H, W) each target's attacked image at its smallest
+        reaching eps (at the grid's largest eps where none reaches it) and (K,) the target's
+        probability there."""
+        idx = self.first_index
+        col = torch.where(idx >= 0, idx, torch.full_like(idx, len(self.eps_grid) - 1))
+        rows = torch.arange(len(col))
+        return self.images[rows, col], self.probs[rows, col]
+
+
+def smallest_target_eps(
+    model: nn.Module,
+    x: torch.Tensor,
+    eps_grid: Sequence[float] = TARGET_EPS_GRID,
+    *,
+    steps: int = PAG_STEPS,
+    classes: Optional[Sequence[int]] = None,
+    norm: str = "l2",
+    confidence: float = 0.0,
+    batch_size: int = 1024,
+) -> TargetEpsSearch:
+    """For one image and each target class, the smallest eps of a grid at which a targeted
+    PGD attack makes the model predict that class: what the "perceptually aligned gradients"
+    view (docs/methods.md section 2.4) needs to be telling. A fixed large eps lets every model
+    reach every target; the eps it *needs* separates a model that an invisible change convinces
+    (standard) from one that needs a visible, class-like change (robust, aligned gradients).
+
+    Every (target, eps) pair is one independent attack, exactly :func:`pgd` with
+    ``targeted=True, random_start=False`` and step ``2.5 * eps / steps`` (or ``step_size``),
+    and all of them run together, as one batch (chunks of ``batch_size`` rows) in which each
+    row has its own radius and step.
+
+    Args:
+        model: classifier (N, C, H, W) in [0, 1] -> logits (N, K); left unchanged.
+        x: one image, (C, H, W) or (1, C, H, W), in [0, 1].
+        eps_grid: radii >= 0 in [0, 1] pixel units, in ``norm`` (default
+            :data:`TARGET_EPS_GRID`, l_2 0 to 10), strictly ascending. eps 0 is the clean
+            image: it "reaches" the class the model already predicts.
+        steps: PGD steps per attack (default :data:`PAG_STEPS` = 80).
+        classes: the target classes (default: every class of the model, in order).
+        norm: ``"l2"`` (default, the PAG view's) or ``"linf"``.
+        confidence: a target counts as reached when it is the model's prediction *and* its
+            probability is >= ``confidence`` (default 0: the prediction alone), in [0, 1).
+        batch_size: rows (target x eps pairs) per PGD batch (default 1024).
+
+    Returns:
+        :class:`TargetEpsSearch` on the CPU; its ``min_eps`` is NaN for a target that no eps
+        of the grid reaches.
+
+    Raises:
+        ValueError: x not one image in [0, 1] (or NaN); a grid that is empty, not strictly
+            ascending, with a radius < 0, not finite, or above 1 for l_inf; classes empty or outside [0, K); steps < 1;
+            step_size <= 0; confidence outside [0, 1); unknown norm.
+    """
+    if isinstance(x, torch.Tensor) and x.ndim == 3:
+        x = x.unsqueeze(0)
+    check_images(x)
+    if x.shape[0] != 1:
+        raise ValueError(f"smallest_target_eps takes one image, (C, H, W) or (1, C, H, W); got {tuple(x.shape)}")
+    grid = _check_grid(eps_grid)
+    for e in grid:
+        _check_settings(float(e), norm, steps, None)
+    if not (0.0 <= float(confidence) < 1.0):
+        raise ValueError(f"confidence must lie in [0, 1), got {confidence}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = model_device(model, x.device)
+    xd = x.detach().to(device)
+    with torch.no_grad(), eval_mode(model):
+        k = model(xd).shape[1]
+    if classes is None:
+        targets = torch.arange(k)
+    else:
+        targets = torch.as_tensor(list(classes), dtype=torch.long).reshape(-1)
+        if targets.numel() == 0:
+            raise ValueError("classes must name at least one class")
+        if (targets < 0).any() or (targets >= k).any():
+            raise ValueError(f"classes must lie in [0, {k}), got {targets.tolist()}")
+    n_k, n_g = len(targets), len(grid)
+    row_target = targets.repeat_interleave(n_g).to(device)                       # (K*G,)
+    row_eps = torch.as_tensor(np.tile(grid, n_k), dtype=xd.dtype, device=device)  # (K*G,)
+    out, probs = [], []
+    with eval_mode(model):
+        for i in range(0, n_k * n_g, int(batch_size)):
+            t, e = row_target[i : i + batch_size], row_eps[i : i + batch_size]
+            x0 = xd.expand(len(t), *xd.shape[1:]).contiguous()
+            with torch.enable_grad():
+                adv = _targeted_rows(model, x0, t, e, norm, int(steps))
+            with torch.no_grad():
+                p = torch.softmax(model(adv), 1)
+            out.append(adv.cpu())
+            probs.append(p.cpu())
+    p_all = torch.cat(probs)                                                       # (K*G, K_model)
+    rows = torch.arange(n_k * n_g)
+    p_target = p_all[rows, row_target.cpu()]
+    reached = (p_all.argmax(1) == row_target.cpu()) & (p_target >= float(confidence))
+    return TargetEpsSearch(
+        eps_grid=grid.astype(np.float64), classes=targets.cpu(),
+        images=torch.cat(out).reshape(n_k, n_g, *xd.shape[1:]),
+        probs=p_target.reshape(n_k, n_g), reached=reached.reshape(n_k, n_g),
+        settings=dict(norm=norm, steps=int(steps), step_size="2.5 * eps / steps", confidence=float(confidence)),
+    )
+
+
+def _targeted_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str,
+                   steps: int) -> torch.Tensor:
+    """Targeted PGD without random start in which row i has its own radius eps[i] and step
+    2.5 * eps[i] / steps: for each row the iterates of :func:`pgd` (``targeted=True``,
+    ``random_start=False``) with that eps. x (N, C, H, W), y (N,), eps (N,)."""
+    alpha = (2.5 * eps / steps).view(-1, *[1] * (x.ndim - 1))
+    x_adv = x.clone()
+    for step in range(steps):
+        x_adv.requires_grad_(True)
+        logits = model(x_adv)
+        if step == 0:
+            _check_logits(logits, y)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), x_adv)
+        with torch.no_grad():
+            x_adv = x_adv.detach() - alpha * ascent_direction(grad, norm)
+            delta = x_adv - x
+            if norm == "linf":
+                r = eps.view_as(alpha)
+                delta = torch.maximum(torch.minimum(delta, r), -r)
+            else:
+                delta = project_ball(delta, eps, "l2")  # per row: eps (N,) against |delta_i| (N,)
+            x_adv = torch.clamp(x + delta, min=0, max=1)
+    return x_adv.detach()
