@@ -132,7 +132,7 @@ for fam_norm, t in tables.items():
     st.download_button(f"{NORMS[fam_norm]} table (CSV)", t.to_csv(index=False).encode("utf-8"),
                        file_name=f"tradeoff_{fam_norm}.csv", mime="text/csv", key=f"trade_csv_{fam_norm}",
                        icon=":material/download:", on_click="ignore")
-st.caption("α_dx over 300 test images (each model's closest class, GAN residual 300 + 75 steps); Gini over 200 "
+st.caption("α_dx over 100 test images (each model's closest class, GAN residual 300 + 75 steps); Gini over 200 "
            "(integrated gradients, 50 steps); manifold distance over 100 (l₂ PGD-40 at eps 3, projected onto the "
            "predicted class; the clean images' own distance is the floor, 'manifold_floor'); ROAR/KAR: a fresh "
            "small-cnn retrained for each q on the modified training split (see the ROAR/KAR study's recipe).")

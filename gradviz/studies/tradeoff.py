@@ -38,7 +38,7 @@ from gradviz.utils import Progress, report
 
 #: The settings each measure is read at: those of the shipped results.
 MEASURE_SETTINGS = {
-    "alpha_dx": dict(study=alignment, n=300, settings={}),
+    "alpha_dx": dict(study=alignment, n=100, settings={}),
     "gini": dict(study=inequality, n=200, settings=dict(k=(0.002, 0.01, 0.02, 0.05, 0.1))),
     "manifold": dict(study=manifold, n=100, settings={}),
     "roar_kar": dict(study=roar_kar, n=None, settings={}),
