@@ -18,25 +18,29 @@ residual quality on squares (Bigolin Lanfredi et al., docs/methods.md section 1)
     python bench/alignment_checks.py --n 20 --squares-n 20
     python bench/alignment_checks.py --steps 600+150 --write
 
-``--write`` puts each model's numbers into its card, ``metrics["alignment"]`` (through
-:func:`gradviz.zoo.write_card`, as ``python -m gradviz eval ... --write`` does). Prints one
-table per dataset. A measurement, not a benchmark: no timing ratios.
+Each dataset is one run of the study :func:`gradviz.studies.alignment.run` (stored chunk by
+chunk under $GRADVIZ_HOME/studies, its residuals in the generator's residual store: a second
+run reads both back). ``--write`` puts each model's numbers into its card,
+``metrics["alignment"]`` (:func:`gradviz.studies.alignment.write_card_metrics`, as
+``python -m gradviz study alignment ... --write-cards`` does). Prints one table per dataset.
+A measurement, not a benchmark: no timing ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, no install
 
 from gradviz import data, generative, zoo  # noqa: E402
-from gradviz.alignment import alpha_x, closest_class, cosine, margin_gradient  # noqa: E402
+from gradviz.studies import alignment  # noqa: E402
+from gradviz.studies.base import mean_sem  # noqa: E402
 from gradviz.utils import tqdm_progress  # noqa: E402
 
 DEFAULT_MODELS = ("mnist-5k/standard", "mnist-5k/pgd-linf", "mnist-5k/lalpha")
@@ -52,122 +56,55 @@ def _steps(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"steps as FREE+PENALISED, e.g. 300+75; got {text!r}") from None
 
 
-def _stats(v: torch.Tensor) -> dict:
-    v = v.double()
-    v = v[torch.isfinite(v)]
-    n = int(v.numel())
-    sem = v.std().item() / math.sqrt(n) if n > 1 else float("nan")
-    return {"mean": round(v.mean().item(), 4) if n else float("nan"), "sem": round(sem, 4), "n": n}
+def _fmt(values) -> str:
+    mean, sem, _ = mean_sem(values)
+    return f"{mean:.3f} ± {sem:.3f}"
 
 
-def _fmt(s: dict) -> str:
-    return f"{s['mean']:.3f} ± {s['sem']:.3f}"
-
-
-def _residuals(G, dataset: str, x: torch.Tensor, targets: dict, extra: torch.Tensor | None, k: int, steps,
-               device: str, label: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The residuals of every (image, class) pair the models need (and ``extra`` targets),
-    each projected once; returns (sorted keys index * K + class, dx (P, C, H, W))."""
-    idx = torch.arange(len(x))
-    keys = torch.cat([idx * k + t for t in targets.values()] + ([idx * k + extra] if extra is not None else []))
-    keys = torch.unique(keys)
-    progress, close = tqdm_progress(label, leave=False)
+def measure(dataset: str, names: list[str], n: int, steps, device: str) -> tuple[alignment.AlignmentResult, dict]:
+    """The study's result on the first ``n`` test images and what the table adds: the
+    (image, class) pairs projected, the seconds."""
+    n = min(n, len(data.load_dataset(dataset, "test")))
+    progress, close = tqdm_progress(f"{dataset} alignment", leave=False)
+    start = time.perf_counter()
     try:
-        dx = generative.residuals_for(G, dataset, "test", keys // k, keys % k, steps=steps, device=device,
-                                      progress=progress)
+        res = alignment.run(names, dataset=dataset, n=n, steps=steps, device=device, progress=progress)
     finally:
         close()
-    return keys, dx
+    k = int(max(max(t.max() for t in res.targets.values()), res.labels.max())) + 1
+    keys = [res.indices * k + t for t in res.targets.values()]
+    if res.cos_true is not None:
+        keys.append(res.indices * k + (1 - res.labels))
+    return res, {"pairs": int(np.unique(np.concatenate(keys)).size), "seconds": time.perf_counter() - start}
 
 
-def _pick(keys: torch.Tensor, dx: torch.Tensor, idx: torch.Tensor, t: torch.Tensor, k: int) -> torch.Tensor:
-    return dx[torch.searchsorted(keys, idx * k + t)]
-
-
-def measure(dataset: str, names: list[str], n: int, steps, device: str) -> tuple[dict, dict]:
-    """Per-model numbers and the dataset-level ones (cos with the true residual on squares)."""
-    ds = data.load_dataset(dataset, "test")
-    n = min(n, len(ds))
-    x, y = ds.x[:n], ds.y[:n]
-    k = len(ds.classes)
-    G = generative.load_generator(dataset)
-    dev = torch.device(device)
-    models = {m: zoo.load_model(m, device=device) for m in names}
-    targets = {m: closest_class(model, x.to(dev), y.to(dev)).cpu() for m, model in models.items()}
-    true = (ds.extras or {}).get("residual")
-    other = (1 - y) if (true is not None and k == 2) else None
-    start = time.perf_counter()
-    keys, dx_all = _residuals(G, dataset, x, targets, other, k, steps, device, f"{dataset} residuals")
-    seconds = time.perf_counter() - start
-    idx = torch.arange(n)
-    out = {}
-    for m, model in models.items():
-        t = targets[m]
-        dx = _pick(keys, dx_all, idx, t, k)
-        g = margin_gradient(model, x.to(dev), y.to(dev), t.to(dev)).cpu()
-        with torch.no_grad():
-            acc = (model(x.to(dev)).argmax(1).cpu() == y).double().mean().item()
-        res = {"alpha_dx": _stats(cosine(g, dx)), "alpha_x": _stats(alpha_x(model, x.to(dev), y.to(dev)).cpu()),
-               "alpha_x_centered": _stats(alpha_x(model, x.to(dev), y.to(dev), centered=True).cpu()),
-               "clean_accuracy": acc, "targets": t}
-        if true is not None:
-            res["alpha_dx_true_residual"] = _stats(cosine(g, true[:n]))
-        out[m] = res
-    common = {"n": n, "pairs": int(len(keys)), "seconds": round(seconds, 1),
-              "generator": generative.generator_fingerprint(G),
-              "lr": generative.default_projection_lr(dataset), "lambda_z": generative.default_lambda_z(dataset)}
-    if other is not None:
-        common["cos_true"] = _stats(cosine(_pick(keys, dx_all, idx, other, k), true[:n]))
-    return out, common
-
-
-def _print_table(dataset: str, out: dict, common: dict, steps) -> None:
-    print(f"\n{dataset} test, {common['n']} images; residuals ({steps[0]} + {steps[1]} Adam steps, lr {common['lr']:g}, "
-          f"lambda_z {common['lambda_z']:g}, generator {common['generator']}): {common['pairs']} (image, class) pairs, "
-          f"{common['seconds']:.1f} s (stored pairs are not projected again)")
-    names = list(out)
-    if len(names) > 1:
-        first = out[names[0]]["targets"]
-        for m in names[1:]:
-            same = (out[m]["targets"] == first).double().mean().item()
-            print(f"  closest class of {m} equals that of {names[0]} on {100 * same:.1f} % of the images")
+def _print_table(dataset: str, res: alignment.AlignmentResult, common: dict) -> None:
+    s = res.settings
+    print(f"\n{dataset} test, {res.n_images} images; residuals ({s['steps'][0]} + {s['steps'][1]} Adam steps, "
+          f"lr {s['lr']:g}, lambda_z {s['lambda_z']:g}, generator {s['generator']}): {common['pairs']} (image, class) "
+          f"pairs; {common['seconds']:.1f} s ({res.computed} chunks computed, {res.loaded} read from the store; "
+          f"stored pairs are not projected again)")
+    names, targets = res.model_names, res.targets
+    for m in names[1:]:
+        same = float(np.mean(targets[m] == targets[names[0]]))
+        print(f"  closest class of {m} equals that of {names[0]} on {100 * same:.1f} % of the images")
     head = f"{'model':24s} {'clean':>6s} {'alpha_dx (Eq. 8)':>18s} {'alpha_x':>16s} {'alpha_x [-1,1]':>16s}"
-    if any("alpha_dx_true_residual" in r for r in out.values()):
+    if res.alpha_true:
         head += f" {'alpha_dx true dx':>18s}"
     print(head)
-    for m, r in out.items():
-        line = (f"{m:24s} {100 * r['clean_accuracy']:5.1f}% {_fmt(r['alpha_dx']):>18s} {_fmt(r['alpha_x']):>16s} "
-                f"{_fmt(r['alpha_x_centered']):>16s}")
-        if "alpha_dx_true_residual" in r:
-            line += f" {_fmt(r['alpha_dx_true_residual']):>18s}"
-        print(line + f"   n {r['alpha_dx']['n']}")
-    if "cos_true" in common:
-        c = common["cos_true"]
-        print(f"mean cos(dx_hat, dx_true) toward the other class: {_fmt(c)} (n {c['n']}; issue target >= 0.6, "
-              f"the authors 0.608 on 32 px squares)")
-    ranked = sorted(out, key=lambda m: -out[m]["alpha_dx"]["mean"])
-    print("ordered by mean alpha_dx: " + " > ".join(f"{m.rsplit('/', 1)[-1]} {out[m]['alpha_dx']['mean']:.3f}"
-                                                    for m in ranked))
-
-
-def _write(out: dict, common: dict, steps, command: str) -> None:
-    for m, r in out.items():
-        card = zoo.get_card(m)
-        entry = {
-            "measured_by": command, "split": "test", "n_images": common["n"],
-            "target": "closest class under this model (Eq. 5)",
-            "residual": {"steps": list(steps), "lr": common["lr"], "lambda_z": common["lambda_z"],
-                         "generator": common["generator"]},
-            "mean_alpha_dx": r["alpha_dx"]["mean"], "sem_alpha_dx": r["alpha_dx"]["sem"],
-            "mean_alpha_x": r["alpha_x"]["mean"], "mean_alpha_x_centered": r["alpha_x_centered"]["mean"],
-        }
-        if "alpha_dx_true_residual" in r:
-            entry["mean_alpha_dx_true_residual"] = r["alpha_dx_true_residual"]["mean"]
-        if "cos_true" in common:
-            entry["mean_cos_dx_hat_dx_true"] = common["cos_true"]["mean"]
-        card.metrics = {**card.metrics, "alignment": entry}
-        path = zoo.write_card(card)
-        print(f"wrote metrics['alignment'] into {path}")
+    acc = res.clean_accuracy
+    for m in names:
+        line = (f"{m:24s} {100 * acc[m]:5.1f}% {_fmt(res.alpha_dx[m]):>18s} {_fmt(res.alpha_x[m]):>16s} "
+                f"{_fmt(res.alpha_x_centered[m]):>16s}")
+        if m in res.alpha_true:
+            line += f" {_fmt(res.alpha_true[m]):>18s}"
+        print(line + f"   n {mean_sem(res.alpha_dx[m])[2]}")
+    if res.cos_true is not None:
+        print(f"mean cos(dx_hat, dx_true) toward the other class: {_fmt(res.cos_true)} (n {mean_sem(res.cos_true)[2]}; "
+              f"issue target >= 0.6, the authors 0.608 on 32 px squares)")
+    means = {m: mean_sem(res.alpha_dx[m])[0] for m in names}
+    print("ordered by mean alpha_dx: " + " > ".join(f"{m.rsplit('/', 1)[-1]} {means[m]:.3f}"
+                                                    for m in sorted(names, key=lambda m: -means[m])))
 
 
 def main(argv=None) -> int:
@@ -194,13 +131,14 @@ def main(argv=None) -> int:
         if not names:
             continue
         try:
-            out, common = measure(dataset, names, n, args.steps, args.device)
+            res, common = measure(dataset, names, n, args.steps, args.device)
         except generative.NoGeneratorError as err:
             print(f"\n{dataset}: skipped, {err}")
             continue
-        _print_table(dataset, out, common, args.steps)
+        _print_table(dataset, res, common)
         if args.write:
-            _write(out, common, args.steps, command)
+            for m, path in alignment.write_card_metrics(res, measured_by=command).items():
+                print(f"wrote metrics['alignment'] of {m} into {path}")
     print("\nThe paper (MNIST, its setting): mean alpha_dx L_alpha 0.575 > PGD 0.169 > baseline 0.078; "
           "alpha_x 0.319 / 0.040 / 0.045 (on [-1, 1] images).")
     return 0

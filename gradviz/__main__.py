@@ -14,6 +14,7 @@ Examples::
     python -m gradviz train-gan --dataset mnist-5k --epochs 60 --out assets/generators
     python -m gradviz study robustness --models mnist-5k/standard mnist-5k/pgd-linf --n 300 --out runs/
     python -m gradviz study inequality --models mnist-5k/standard mnist-5k/igd --n 200 --method gradient
+    python -m gradviz study alignment --models mnist-5k/standard mnist-5k/lalpha --write-cards
     python -m gradviz list
 """
 
@@ -243,11 +244,12 @@ def cmd_study(args) -> int:
     module = STUDIES[args.study]
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Settings)
                 if getattr(args, f.name, None) is not None}
+    options = {"chunk": args.chunk} if module.STUDY.chunked else {}
     progress, close = tqdm_progress(f"study {args.study}")
     try:
         res = module.run(args.models, dataset=args.dataset, split=args.split, n=args.n, device=args.device,
                          progress=progress, store=ChunkStore(args.store) if args.store else None,
-                         recompute=args.recompute, chunk=args.chunk, **settings)
+                         recompute=args.recompute, **options, **settings)
     except (ValueError, KeyError) as err:
         close()
         print(f"error: {err}", file=sys.stderr)
@@ -255,13 +257,25 @@ def cmd_study(args) -> int:
     close()
     table = res.table()
     print(table.to_string(index=False))
-    print(f"{res.n_images} images; {res.computed} chunks computed, {res.loaded} read from the store")
+    units = "chunks" if module.STUDY.chunked else "units"
+    print(f"{res.n_images} images; {res.computed} {units} computed, {res.loaded} read from the store")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / f"{args.study}.csv", index=False)
         (out / f"{args.study}.npz").write_bytes(res.to_npz())
         print(f"wrote {out / (args.study + '.csv')} and {out / (args.study + '.npz')}")
+    if getattr(args, "write_cards", False):
+        command = "python -m gradviz " + " ".join(shlex.quote(a) for a in args.argv if a != "--write-cards")
+        try:
+            written = module.write_card_metrics(res, measured_by=command)
+        except (ValueError, KeyError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        for name, path in written.items():
+            print(f"wrote metrics[{args.study!r}] of {name} into {path}")
+        if not written:
+            print("no card written: none of the models was loaded from a checkpoint file")
     return 0
 
 
@@ -348,17 +362,31 @@ def build_parser() -> argparse.ArgumentParser:
                                         f"{name}: {m.STUDY.summary}" for name, m in STUDIES.items()))
     studies = st.add_subparsers(dest="study", required=True, metavar="NAME")
     for name, module in STUDIES.items():
-        one = studies.add_parser(name, help=module.STUDY.summary, description=module.__doc__.split("\n\n")[0])
+        study = module.STUDY
+        one = studies.add_parser(name, help=study.summary, description=module.__doc__.split("\n\n")[0])
         one.add_argument("--models", nargs="+", required=True, help="zoo names or checkpoint paths")
         one.add_argument("--dataset", default="mnist-5k", choices=sorted(DATASETS))
-        one.add_argument("--split", default="test", choices=("test", "train"))
-        one.add_argument("--n", type=int, default=None, help="the first N images (default: the whole split)")
+        if len(study.splits) > 1:
+            one.add_argument("--split", default=study.splits[0], choices=study.splits)
+            split = "split"
+        else:  # e.g. roar_kar: retrains on the training split, scores on the test split
+            one.set_defaults(split=study.splits[0])
+            split = f"{study.splits[0]} split"
+        one.add_argument("--n", type=int, default=None, help=f"the first N images of the {split} (default: all)")
         one.add_argument("--device", default="auto")
         one.add_argument("--out", default=None, help="write DIR/NAME.csv (the table) and DIR/NAME.npz")
-        one.add_argument("--store", default=None, help="the chunk store (default $GRADVIZ_HOME/studies)")
-        one.add_argument("--recompute", action="store_true", help="compute every chunk again")
-        one.add_argument("--chunk", type=int, default=None,
-                         help=f"images per stored chunk (default {module.STUDY.chunk}; part of the store key)")
+        unit = "chunk" if study.chunked else "unit"
+        one.add_argument("--store", default=None,
+                         help=f"where the results are kept, one file per stored {unit} "
+                              f"(default $GRADVIZ_HOME/studies)")
+        one.add_argument("--recompute", action="store_true", help=f"compute every stored {unit} again")
+        if study.chunked:
+            one.add_argument("--chunk", type=int, default=None,
+                             help=f"images per stored chunk (default {study.chunk}; part of the store key)")
+        if hasattr(module, "write_card_metrics"):
+            one.add_argument("--write-cards", action="store_true",
+                             help=f"write each model's numbers into its card as metrics[{name!r}] (models loaded "
+                                  f"from checkpoint files; the command is kept as measured_by)")
         _settings_options(one, module.Settings)
         one.set_defaults(func=cmd_study)
 

@@ -23,6 +23,8 @@ Attacks and error rates
   several k;
 - :func:`inductive_occlusion` -- occlude squares around the top-n pixels, for a grid of n
   and radius r; a sample is broken at the first setting that flips it;
+- :func:`perturbed_examples` -- the images as the inductive noise, random noise and
+  occlusion leave them, with the model's predictions (the per-image view);
 - :func:`common_correct_mask`, :func:`error_rate` -- docs/methods.md: "fraction of flipped
   predictions among the images that every compared model classifies correctly".
 
@@ -58,9 +60,11 @@ from gradviz.tensors import as_labels
 from gradviz.utils import Progress, check_images, report
 
 __all__ = [
+    "EXAMPLE_VARIANTS",
     "NOISE_MODES",
     "NOISE_DISTRIBUTIONS",
     "OcclusionResult",
+    "PerturbedExamples",
     "block_sums",
     "common_correct_mask",
     "dataset_gini",
@@ -70,7 +74,9 @@ __all__ = [
     "inductive_occlusion",
     "lorenz_curve",
     "noise_error_rate",
+    "occlusion_centres",
     "occlusion_mask",
+    "perturbed_examples",
     "random_k_mask",
     "regional_gini",
     "resolve_k",
@@ -614,8 +620,29 @@ def occlusion_mask(centres: torch.Tensor, radius: int, size: tuple[int, int]) ->
     return _square_masks(centres, radius, size).any(dim=1)
 
 
-def _square_masks(centres: torch.Tensor, radius: int, size: tuple[int, int]) -> torch.Tensor:
-    """(N, n, H, W) bool: the square [p - r, p + r) x [q - r, q + r) of each centre."""
+def occlusion_centres(attribution: ArrayLike, n: int) -> torch.Tensor:
+    """The centres :func:`inductive_occlusion` occludes: each image's ``n`` pixels with the
+    largest channel-mean signed attribution, in decreasing order (the top ``m`` <= ``n`` of
+    them are the first ``m`` rows).
+
+    Args:
+        attribution: (N, C, H, W) signed attribution.
+        n: how many pixels, in [1, H*W].
+
+    Returns:
+        (N, n, 2) int64 (row, column), on the attribution's device.
+    """
+    a = torch.as_tensor(attribution)
+    w = a.shape[-1]
+    heat = a.mean(dim=1).flatten(1)  # (N, H*W), channel mean, signed
+    top = (torch.topk(heat, n, dim=1).indices if len(a)
+           else torch.zeros(0, n, dtype=torch.long, device=a.device))
+    return torch.stack([top // w, top % w], dim=-1)
+
+
+def _square_masks(centres: torch.Tensor, radius, size: tuple[int, int]) -> torch.Tensor:
+    """(N, n, H, W) bool: the square [p - r, p + r) x [q - r, q + r) of each centre (``radius``
+    an int, or an (N, 1, 1) tensor: one radius per image)."""
     h, w = size
     rows = torch.arange(h, device=centres.device)
     cols = torch.arange(w, device=centres.device)
@@ -684,9 +711,7 @@ def inductive_occlusion(
     among_t = _resolve_among(model, x, y_t, among, batch_size)
     n_img = x.shape[0]
     dev = x.device
-    heat = attr.to(dev).mean(dim=1).flatten(1)  # (N, H*W), channel mean, signed
-    top = torch.topk(heat, max(ns), dim=1).indices if n_img else torch.zeros(0, max(ns), dtype=torch.long, device=dev)
-    centres = torch.stack([top // w, top % w], dim=-1)  # (N, n_max, 2)
+    centres = occlusion_centres(attr.to(dev), max(ns))  # (N, n_max, 2)
     settings = [(r, n) for r in rs for n in ns]
     broken = torch.zeros(n_img, dtype=torch.bool, device=dev)
     step = torch.full((n_img,), -1, dtype=torch.int64, device=dev)
@@ -718,6 +743,111 @@ def inductive_occlusion(
     counted = int(among_t.sum())
     rate = float(broken.sum()) / counted if counted else float("nan")
     return OcclusionResult(broken, npix, radius, step, among_t, rate, settings, float(colour))
+
+
+#: The perturbed versions of an image that :func:`perturbed_examples` makes, in order.
+EXAMPLE_VARIANTS: tuple[str, ...] = ("inductive noise", "random noise", "occlusion")
+
+
+@dataclass
+class PerturbedExamples:
+    """Outcome of :func:`perturbed_examples`, N images of one model.
+
+    Attributes:
+        k: the number of features the noise touched (:func:`resolve_k`).
+        images: variant (:data:`EXAMPLE_VARIANTS`) -> (N, C, H, W) perturbed images in [0, 1].
+        predictions: ``"clean"`` and each variant -> (N,) int64, the model's predicted class.
+        probabilities: the same keys -> (N,) float, that class's softmax probability.
+        occlusion_pixels, occlusion_radius: (N,) int64, the occlusion setting (n, r) shown:
+            the first of :func:`inductive_occlusion`'s grid that flips the prediction away
+            from y, or the grid's largest (``max n``, ``max r``) where none does.
+        occlusion_flipped: (N,) bool, some setting of the grid flipped the prediction.
+    """
+
+    k: int
+    images: dict[str, torch.Tensor]
+    predictions: dict[str, torch.Tensor]
+    probabilities: dict[str, torch.Tensor]
+    occlusion_pixels: torch.Tensor
+    occlusion_radius: torch.Tensor
+    occlusion_flipped: torch.Tensor
+
+
+def perturbed_examples(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: ArrayLike,
+    attribution: ArrayLike,
+    k: Union[int, float],
+    *,
+    mode: str = "add",
+    noise: str = "normal",
+    by_magnitude: bool = False,
+    seed: SeedLike = 0,
+    radii: Iterable[int] = range(1, 7),
+    n_pixels: int = 10,
+    colour: float = 0.0,
+    batch_size: int = 500,
+) -> PerturbedExamples:
+    """Each image as the inductive attacks leave it (docs/methods.md section 3; Duan et al.,
+    the IGD paper), with the model's predictions: what the per-image view of the
+    Inequality page shows.
+
+    Three variants per image (:data:`EXAMPLE_VARIANTS`): :func:`inductive_noise` on the
+    top-k features, the same noise on k random features (``random=True``, the same seed), and
+    :func:`inductive_occlusion` over the grid ``radii`` x ``1..n_pixels`` on every image
+    (correctly classified or not), drawn at the first setting that flips the prediction, or at
+    the grid's largest setting where none does. The occluded image is built from the same
+    centres (:func:`occlusion_centres`) as the attack tested.
+
+    Args:
+        model: classifier on ``x``'s device; not modified.
+        x: images (N, C, H, W) in [0, 1].
+        y: (N,) true labels (the occlusion's flip is measured against them).
+        attribution: signed attribution (N, C, H, W) of ``model``.
+        k: the noise's features, a count or a fraction (:func:`resolve_k`).
+        mode, noise: as :func:`inductive_noise` (default ``"add"``, ``"normal"``).
+        by_magnitude: rank features by |attribution| (the IGD paper) instead of the signed
+            value (default).
+        seed: the noise's seed (default 0).
+        radii: the occlusion radii r >= 1 (default 1..6).
+        n_pixels: the occlusion tries the top 1..``n_pixels`` pixels (default 10).
+        colour: the occlusion value in [0, 1] (default 0, black).
+        batch_size: images per forward pass of the occlusion.
+
+    Returns:
+        :class:`PerturbedExamples` (tensors on ``x``'s device).
+
+    Raises:
+        ValueError: as :func:`inductive_noise` and :func:`inductive_occlusion` (bad images,
+            labels, attribution, k, mode, noise, grid or colour).
+    """
+    check_images(x)
+    attr = _check_attribution(attribution, x)
+    ranked = attr.abs() if by_magnitude else attr
+    y_t = as_labels(y, len(x), device=x.device)
+    count = resolve_k(k, math.prod(x.shape[1:]))
+    noisy = inductive_noise(x, ranked, count, mode=mode, noise=noise, seed=seed)
+    rand = inductive_noise(x, ranked, count, mode=mode, noise=noise, seed=seed, random=True)
+    rs = _int_grid("radii", radii, 1, None, "")
+    occ = inductive_occlusion(model, x, y_t, ranked, n_pixels=range(1, int(n_pixels) + 1), radii=rs,
+                              colour=colour, among=torch.ones(len(x), dtype=torch.bool, device=x.device),
+                              batch_size=batch_size)
+    npx = torch.where(occ.broken, occ.n_pixels, torch.full_like(occ.n_pixels, int(n_pixels)))
+    radius = torch.where(occ.broken, occ.radius, torch.full_like(occ.radius, max(rs)))
+    centres = occlusion_centres(ranked, int(n_pixels))  # (N, n_max, 2), as inductive_occlusion ranks them
+    squares = _square_masks(centres, radius.view(-1, 1, 1), tuple(x.shape[-2:]))  # (N, n_max, H, W)
+    first_n = torch.arange(centres.shape[1], device=x.device)[None] < npx[:, None]  # (N, n_max)
+    mask = (squares & first_n[:, :, None, None]).any(dim=1)[:, None]  # (N, 1, H, W)
+    occluded = torch.where(mask, torch.full_like(x, float(colour)), x.detach())
+    images = dict(zip(EXAMPLE_VARIANTS, (noisy, rand, occluded)))
+    predictions, probabilities = {}, {}
+    with torch.no_grad():
+        for name, xv in {"clean": x.detach(), **images}.items():
+            p, c = torch.softmax(model(xv).float(), dim=1).max(dim=1)
+            predictions[name], probabilities[name] = c, p
+    return PerturbedExamples(k=count, images=images, predictions=predictions, probabilities=probabilities,
+                             occlusion_pixels=npx, occlusion_radius=radius, occlusion_flipped=occ.broken)
 
 
 # --------------------------------------------------------------------------------------

@@ -372,3 +372,22 @@ def test_sweep_refuses_bad_input(batch):
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         attacks.targeted_class_sweep(_mlp(), bad, eps=1.0, steps=2)
+
+
+def test_target_probabilities_are_the_softmax_of_each_rows_target(batch):
+    x, _ = batch
+    model = _mlp().train()
+    targets = torch.arange(10).repeat(2)[: len(x)]
+    p = attacks.target_probabilities(model, x, targets, batch_size=5)
+    assert model.training  # the mode is restored
+    expected = torch.softmax(model.eval()(x), 1)[torch.arange(len(x)), targets]
+    torch.testing.assert_close(p, expected.detach())
+    assert p.shape == (16,) and p.device.type == "cpu"
+    out = attacks.targeted_class_sweep(model, x[0], eps=3.0, steps=10)
+    reached = attacks.target_probabilities(model, out, torch.arange(10))
+    clean = attacks.target_probabilities(model, x[:1].expand(10, -1, -1, -1), torch.arange(10))
+    assert (reached >= clean).all() and reached.mean() > clean.mean()  # the sweep raises its targets
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 10\)"):
+        attacks.target_probabilities(model, x[:2], [0, 10])
+    with pytest.raises(ValueError, match="shape"):
+        attacks.target_probabilities(model, x[:2], [0])

@@ -396,3 +396,71 @@ def test_inductive_occlusion_matches_a_plain_per_image_per_setting_loop():
                 break
         assert res.first_setting(i) == expected, i
     assert 0 < res.error_rate < 1  # the grid breaks some images, not all
+
+
+# ----------------------------------------------------------------------------- perturbed examples
+
+
+def test_occlusion_centres_are_the_top_pixels_of_the_channel_mean_in_order():
+    attr = torch.zeros(1, 2, 4, 4)
+    attr[0, :, 1, 2] = 3.0
+    attr[0, :, 3, 0] = 2.0
+    attr[0, 0, 0, 0], attr[0, 1, 0, 0] = 5.0, -5.0  # channel mean 0: not a top pixel
+    assert iq.occlusion_centres(attr, 2).tolist() == [[[1, 2], [3, 0]]]
+
+
+def test_perturbed_examples_of_the_hand_model():
+    x = torch.full((3, 2, 8, 8), 0.3)
+    x[:, :, 5, 5] = 1.0
+    y = torch.ones(3, dtype=torch.int64)
+    attr = torch.zeros(3, 2, 8, 8)
+    attr[0, :, 5, 5] = 1.0  # image 0: r = 1 around (5, 5) flips it
+    attr[1, :, 0, 0] = 3.0  # image 1: (0, 0) then (7, 7): n = 2, r = 2 flips it
+    attr[1, :, 7, 7] = 2.0
+    attr[2] = -1.0  # image 2: squares of r <= 3 around (2, 2) and (0, 7) never reach (5, 5)
+    attr[2, :, 2, 2] = 1.0
+    attr[2, :, 0, 7] = 0.5
+    model = TwoChannelPixel()
+    ex = iq.perturbed_examples(model, x, y, attr, 2, mode="replace", noise="uniform", seed=4, radii=range(1, 4),
+                               n_pixels=2)
+    assert list(ex.images) == list(iq.EXAMPLE_VARIANTS) and ex.k == 2
+    # the noise images are inductive_noise's, top-k and random, with the same seed
+    torch.testing.assert_close(ex.images["inductive noise"],
+                               iq.inductive_noise(x, attr, 2, mode="replace", noise="uniform", seed=4))
+    torch.testing.assert_close(ex.images["random noise"],
+                               iq.inductive_noise(x, attr, 2, mode="replace", noise="uniform", seed=4, random=True))
+    # the occlusion is drawn at the first flipping setting, else at the grid's largest (n 2, r 3)
+    assert ex.occlusion_flipped.tolist() == [True, True, False]
+    assert ex.occlusion_pixels.tolist() == [1, 2, 2] and ex.occlusion_radius.tolist() == [1, 2, 3]
+    occ = ex.images["occlusion"]
+    expected = x.clone()
+    expected[0, :, 4:6, 4:6] = 0.0
+    expected[1, :, 0:2, 0:2] = 0.0
+    expected[1, :, 5:8, 5:8] = 0.0
+    assert iq.occlusion_centres(attr[2:], 2)[0].tolist() == [[2, 2], [0, 7]]
+    for p, q in ((2, 2), (0, 7)):
+        expected[2, :, max(p - 3, 0) : p + 3, max(q - 3, 0) : q + 3] = 0.0
+    torch.testing.assert_close(occ, expected)
+    # the occluded images of the flipped ones are predicted otherwise; the probabilities are the model's
+    assert ex.predictions["clean"].tolist() == [1, 1, 1]
+    assert ex.predictions["occlusion"].tolist() == [0, 0, 1]
+    for name, xv in {"clean": x, **ex.images}.items():
+        p = torch.softmax(model(xv), 1)
+        torch.testing.assert_close(ex.probabilities[name], p.max(1).values)
+
+
+def test_perturbed_examples_rank_by_magnitude_and_refuse_bad_input():
+    x, attr = _images_and_attribution()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 5 * 5, 3)).eval()
+    y = torch.zeros(len(x), dtype=torch.int64)
+    ex = iq.perturbed_examples(model, x, y, attr, 5, by_magnitude=True, mode="replace", seed=1)
+    torch.testing.assert_close(ex.images["inductive noise"],
+                               iq.inductive_noise(x, attr.abs(), 5, mode="replace", seed=1))
+    changed = ex.images["inductive noise"] != x
+    assert changed[:, 0, 0, :].any()  # the -100 row is the top by magnitude
+    with pytest.raises(ValueError, match="larger than the number of features"):
+        iq.perturbed_examples(model, x, y, attr, 51)
+    with pytest.raises(ValueError, match="colour"):
+        iq.perturbed_examples(model, x, y, attr, 2, colour=2.0)
+    with pytest.raises(ValueError, match="radii"):
+        iq.perturbed_examples(model, x, y, attr, 2, radii=[])

@@ -197,3 +197,41 @@ def test_the_cli_lists_the_studies_and_refuses_bad_settings(tmp_path):
                           "--norm", "l3", "--store", str(tmp_path / "s")], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "norm must be one of" in bad.stderr
+
+
+def test_the_cli_offers_each_study_only_the_options_it_takes():
+    from gradviz.__main__ import build_parser
+
+    parser = build_parser()
+    for name, module in STUDIES.items():
+        args = parser.parse_args(["study", name, "--models", STD])
+        assert hasattr(args, "chunk") == module.STUDY.chunked, name
+        assert hasattr(args, "write_cards") == hasattr(module, "write_card_metrics"), name
+        assert args.split == module.STUDY.splits[0]
+    assert not STUDIES["roar_kar"].STUDY.chunked and STUDIES["roar_kar"].STUDY.splits == ("test",)
+    for extra in (["--chunk", "5"], ["--split", "train"]):  # roar_kar refuses both: the CLI does not offer them
+        with pytest.raises(SystemExit):
+            parser.parse_args(["study", "roar_kar", "--models", STD, *extra])
+    assert {n for n, m in STUDIES.items() if hasattr(m, "write_card_metrics")} >= {"inequality", "alignment",
+                                                                                     "roar_kar"}
+
+
+def test_the_cli_writes_cards_with_the_command_that_made_the_numbers(tmp_path, monkeypatch, capsys):
+    import json
+    import shutil
+
+    from gradviz.__main__ import main
+
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path / "home"))
+    card = zoo.get_card("squares/standard")
+    pt = tmp_path / "models" / "copy.pt"
+    pt.parent.mkdir()
+    shutil.copy(card.path, pt)
+    shutil.copy(str(card.path).replace(".pt", ".json"), pt.with_suffix(".json"))
+    argv = ["study", "alignment", "--models", str(pt), "--dataset", "squares", "--n", "4", "--steps", "4", "2",
+            "--chunk", "2", "--device", "cpu", "--store", str(tmp_path / "store"), "--write-cards"]
+    assert main(argv) == 0
+    assert "wrote metrics['alignment']" in capsys.readouterr().out
+    entry = json.loads(pt.with_suffix(".json").read_text())["metrics"]["alignment"]
+    assert entry["measured_by"] == "python -m gradviz " + " ".join(a for a in argv if a != "--write-cards")
+    assert entry["n_images"] == 4 and entry["residual"]["steps"] == [4, 2]

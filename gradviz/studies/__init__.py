@@ -14,11 +14,19 @@ manifold       distance of l_2 PGD examples to the generator's range (section 4)
 roar_kar       ROAR and KAR: retrain on images with the top-ranked pixels removed or kept (4.4)
 ============== ============================================================================
 
-The per-image counterpart (a few chosen images, all attribution methods, at interactive
-speed) is :func:`gradviz.gradients.compute_gradient_grid`; it stays outside this package
-because it stores nothing and takes images rather than a split.
+The per-image counterpart of the gradient maps (a few chosen images, all attribution
+methods, at interactive speed) is :func:`gradviz.gradients.compute_gradient_grid`; it stays
+outside this package because it stores nothing and takes images rather than a split. So does
+the inequality attacks' (:func:`gradviz.inequality.perturbed_examples`: images in, images
+out). The alignment study's, :func:`gradviz.studies.alignment.image_alignment`, lives beside
+the study: it takes split indices, because its GAN residuals share the study's residual store
+(keyed by split position) and its exact residuals.
 
-From the command line: ``python -m gradviz study NAME --models A B --n N [--out DIR]``.
+A study whose numbers go into the model cards has ``write_card_metrics(result, names=None, *,
+measured_by=None)`` (inequality, alignment, roar_kar).
+
+From the command line: ``python -m gradviz study NAME --models A B --n N [--out DIR]
+[--write-cards]``.
 """
 
 from gradviz.studies import alignment, inequality, manifold, roar_kar, robustness

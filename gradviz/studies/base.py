@@ -10,7 +10,10 @@ A study module (e.g. :mod:`gradviz.studies.robustness`) defines
   one row per image and are concatenated,
 - a result class (a :class:`StudyResult`) with ``table()`` and ``to_npz()``,
 
-and calls :func:`run_study`, which loads the models and the data, runs ``compute`` over fixed
+and calls :func:`run_study`. A study whose numbers belong in the model cards also defines
+``write_card_metrics(result, names=None, *, measured_by=None)`` (through :func:`write_cards`
+and its result's ``card_metrics(name)``; ``python -m gradviz study NAME --write-cards``).
+:func:`run_study` loads the models and the data, runs ``compute`` over fixed
 image ranges of :attr:`Study.chunk` images for each model, keeps each (model, range) in the
 :class:`~gradviz.studies.store.ChunkStore` as soon as it is done, and reads back what an
 earlier (perhaps killed) run has stored.
@@ -23,6 +26,7 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -31,7 +35,8 @@ import torch
 from torch import nn
 
 from gradviz.data import load_dataset
-from gradviz.studies.store import ChunkStore, chunk_key, data_fingerprint, model_fingerprint
+from gradviz.studies.store import ChunkStore, chunk_key, data_fingerprint, file_fingerprint, model_fingerprint
+from gradviz.tensors import model_device
 from gradviz.utils import Progress, report, resolve_device
 
 ModelLike = Union[str, nn.Module]
@@ -45,7 +50,11 @@ class NotStored(LookupError):
 class Study:
     """A study's identity: its ``name`` (the CLI's NAME), ``version`` (raise it when what
     ``compute`` returns changes: old stored chunks are then never read), the images per
-    stored ``chunk``, its ``Settings`` dataclass and its ``compute`` function."""
+    stored ``chunk``, its ``Settings`` dataclass and its ``compute`` function.
+
+    ``chunked`` False: the study stores other units than image ranges (e.g. one retraining
+    each) and takes no ``chunk`` argument; ``splits``: the splits its ``run`` accepts.
+    """
 
     name: str
     version: int
@@ -53,6 +62,8 @@ class Study:
     compute: Callable[..., dict]
     chunk: int = 200
     summary: str = ""
+    chunked: bool = True
+    splits: tuple[str, ...] = ("test", "train")
 
 
 def resolve_models(models: Sequence[ModelLike], device: Union[str, torch.device] = "auto") -> dict[str, nn.Module]:
@@ -101,6 +112,10 @@ class StudyResult:
         sums: model name -> {array name -> array summed over the images (``sum_*``)}.
         settings: the study's settings, the dataset, split and N, as plain values.
         computed, loaded: how many (model, chunk) pairs this run computed / found stored.
+        fingerprints: model name -> the content hash its stored numbers are keyed on
+            (:func:`~gradviz.studies.store.model_fingerprint`).
+        checkpoints: model name -> the checkpoint file it was loaded from (None for a module
+            without one): where :func:`write_cards` finds its card.
     """
 
     study: str
@@ -112,6 +127,8 @@ class StudyResult:
     settings: dict = field(default_factory=dict)
     computed: int = 0
     loaded: int = 0
+    fingerprints: dict = field(default_factory=dict)
+    checkpoints: dict = field(default_factory=dict)
 
     @property
     def n_images(self) -> int:
@@ -124,6 +141,15 @@ class StudyResult:
     def table(self) -> pd.DataFrame:
         """One row per model (each study says which columns)."""
         raise NotImplementedError
+
+    def card_metrics(self, name: str) -> dict:
+        """The entry a study with model cards writes into model ``name``'s card (its
+        ``write_card_metrics``, through :func:`write_cards`).
+
+        Raises:
+            NotImplementedError: a study that writes nothing into cards.
+        """
+        raise NotImplementedError(f"the {self.study} study writes no card metrics")
 
     def npz_arrays(self) -> dict[str, np.ndarray]:
         """The arrays of :meth:`to_npz`: ``model_names`` (M,), ``indices``, ``labels`` (N,),
@@ -144,6 +170,18 @@ class StudyResult:
         buf = io.BytesIO()
         np.savez_compressed(buf, **self.npz_arrays())
         return buf.getvalue()
+
+
+def mean_sem(values) -> tuple[float, float, int]:
+    """``(mean, standard error, n)`` of the finite entries of an array: the standard error is
+    the sample standard deviation (ddof 1) over sqrt(n), NaN for n < 2; the mean is NaN for
+    n = 0. What the studies' card entries and the bench tables report (``mean ± sem``)."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    mean = float(v.mean()) if n else float("nan")
+    sem = float(v.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return mean, sem, n
 
 
 def settings_dict(settings: Any) -> dict:
@@ -224,7 +262,7 @@ def run_study(
         key, parts = chunk_key(study.name, study.version, model_fingerprint(model), data_fp,
                                {**plain, "dataset": dataset, "split": split, "chunk": size})
         parts["model_name"] = name
-        dev = next(model.parameters()).device
+        dev = model_device(model)
         pieces: list[dict] = []
         for start, stop in ranges:
             arrays = None if recompute else store.load(study.name, key, start, stop)
@@ -246,4 +284,94 @@ def run_study(
     return result(study=study.name, model_names=list(resolved), indices=np.arange(n),
                   labels=data.y[:n].cpu().numpy().astype(np.int64), per_image=per_image, sums=sums,
                   settings={**plain, "dataset": dataset, "split": split, "n_images": n},
-                  computed=computed, loaded=loaded)
+                  computed=computed, loaded=loaded, fingerprints=fingerprints(resolved),
+                  checkpoints=checkpoints(resolved))
+
+def fingerprints(models: dict[str, nn.Module]) -> dict[str, str]:
+    """{name -> :func:`~gradviz.studies.store.model_fingerprint`} of resolved models."""
+    return {name: model_fingerprint(m) for name, m in models.items()}
+
+
+def checkpoints(models: dict[str, nn.Module]) -> dict[str, Optional[str]]:
+    """{name -> the checkpoint file a model was loaded from (``gradviz_info["path"]``), or None}."""
+    return {name: (getattr(m, "gradviz_info", None) or {}).get("path") for name, m in models.items()}
+
+
+def write_cards(
+    result: StudyResult,
+    key: str,
+    names: Optional[Sequence[str]] = None,
+    *,
+    measured_by: Optional[str] = None,
+    merge: Optional[Callable[[Optional[dict], dict], dict]] = None,
+) -> dict[str, Path]:
+    """Store each model's :meth:`StudyResult.card_metrics` in its card as ``metrics[key]``,
+    through :func:`gradviz.zoo.write_card` (the card's other numbers stay).
+
+    Args:
+        result: a study's result (with ``checkpoints`` and ``fingerprints``).
+        key: the card's metrics key, e.g. ``"inequality"``.
+        names: the models to write (default: every model of the result that has a
+            checkpoint file; modules without one have no card and are left out).
+        measured_by: the command that made the numbers, stored first as ``"measured_by"``.
+        merge: ``merge(old entry or None, new entry) -> entry`` (default: the new entry
+            replaces the old one).
+
+    Returns:
+        {model name -> the card's JSON path} of the cards written.
+
+    Raises:
+        ValueError: a named model without a checkpoint, or whose checkpoint changed since the
+            result was computed (its content hash differs: the numbers are not its).
+        KeyError: no card beside the checkpoint.
+    """
+    from gradviz import zoo
+
+    wanted = list(names) if names is not None else [n for n in result.model_names if result.checkpoints.get(n)]
+    written = {}
+    for name in wanted:
+        path = result.checkpoints.get(name)
+        if not path:
+            raise ValueError(f"{name!r} has no checkpoint file, so no card to write")
+        if not Path(path).is_file() or file_fingerprint(path) != result.fingerprints.get(name):
+            raise ValueError(f"the checkpoint of {name!r} ({path}) changed since this result was computed")
+        entry = result.card_metrics(name)
+        if measured_by:
+            entry = {"measured_by": measured_by, **entry}
+        card = zoo.get_card(path)
+        if merge is not None:
+            entry = merge(card.metrics.get(key), entry)
+        card.metrics = {**card.metrics, key: entry}
+        written[name] = zoo.write_card(card)
+    return written
+
+
+def card_writer(key: str, merge: Optional[Callable[[Optional[dict], dict], dict]] = None,
+                note: str = "") -> Callable[..., dict[str, Path]]:
+    """A study's ``write_card_metrics(result, names=None, *, measured_by=None)``:
+    :func:`write_cards` under the card's ``metrics[key]`` with ``merge`` (``note``: a sentence
+    for its docstring on how an entry is merged)."""
+
+    def write_card_metrics(result: StudyResult, names: Optional[Sequence[str]] = None, *,
+                           measured_by: Optional[str] = None) -> dict[str, Path]:
+        return write_cards(result, key, names, measured_by=measured_by, merge=merge)
+
+    write_card_metrics.__doc__ = f"""Store each model's numbers in its card as ``metrics[{key!r}]``
+    (the result's ``card_metrics(name)``, ``measured_by`` first when given), through
+    :func:`gradviz.studies.base.write_cards`. {note or "The new entry replaces the old one."}
+
+    Args:
+        result: the study's ``run`` result.
+        names: the models to write (default: every model of the result that has a
+            checkpoint file; modules without one have no card and are left out).
+        measured_by: the command that made the numbers (None: not stored).
+
+    Returns:
+        {{model name -> the card's JSON path}} of the cards written.
+
+    Raises:
+        ValueError: a named model without a checkpoint, or whose checkpoint changed since the
+            result was computed (its content hash differs: the numbers are not its).
+        KeyError: no card beside the checkpoint.
+    """
+    return write_card_metrics

@@ -7,7 +7,10 @@ and regional Gini (b x b blocks), its Lorenz curve (summed over the images for t
 curve), whether the clean prediction is right, whether noise on the top-k (and on k random)
 features flips it, and the first occlusion setting that does. Error rates are computed at
 the end over the images *every* compared model classifies correctly, as the papers do, so
-adding a model to a comparison never recomputes the others.
+adding a model to a comparison never recomputes the others. :func:`write_card_metrics` keeps
+a run's numbers in the models' cards (``metrics["inequality"]``, one key per attribution
+method). The per-image counterpart, one image as the attacks leave it, is
+:func:`gradviz.inequality.perturbed_examples`.
 
 >>> from gradviz.studies import inequality
 >>> res = inequality.run(["mnist-5k/standard", "mnist-5k/pgd-linf"], n=200, method="gradient")
@@ -20,6 +23,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Optional, Sequence
 
 import numpy as np
@@ -28,7 +32,7 @@ import torch
 
 from gradviz import inequality as iq
 from gradviz.attribution import attribute
-from gradviz.studies.base import ModelLike, Study, StudyResult, run_study
+from gradviz.studies.base import ModelLike, Study, StudyResult, card_writer, mean_sem, run_study
 from gradviz.studies.store import ChunkStore
 from gradviz.utils import Progress
 
@@ -202,6 +206,37 @@ class InequalityResult(StudyResult):
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def noise_text(self) -> str:
+        """The inductive noise in words, e.g. ``"N(0, 1) added to the top-k features by signed
+        attribution (random: k random features), clamped, seed 0 + each chunk's first image"``."""
+        s = self.settings
+        return (("N(0, 1)" if s["noise"] == "normal" else "U[min x, max x]")
+                + (" added to" if s["mode"] == "add" else " replacing")
+                + f" the top-k features by {'magnitude' if s['by_magnitude'] else 'signed'} attribution "
+                  f"(random: k random features), clamped, seed {s['seed']} + each chunk's first image")
+
+    def card_metrics(self, name: str) -> dict:
+        """What :func:`write_card_metrics` stores as ``metrics["inequality"]`` of model
+        ``name``: the images (``split``, ``n_images``, ``n_common_correct``: those every
+        compared model classifies correctly, over which the error rates are), the noise in
+        words, ``k_fractions`` (k as given, counts as fractions of C*H*W), and under the
+        attribution method's name its mean global and regional Gini (all images; 3 decimals)
+        and the error rates under inductive and random noise at each k (4 decimals;
+        ``n_steps`` for integrated gradients)."""
+        s = self.settings
+        given = s.get("k_given", self.k_counts)
+        method = {"mean_global_gini": round(mean_sem(self.gini[name])[0], 3)}
+        if self.block:
+            method[f"mean_regional_gini_block{self.block}"] = round(mean_sem(self.regional[name])[0], 3)
+        method["inductive_noise_error_rate"] = [round(float(v), 4) for v in self.inductive[name]]
+        method["random_noise_error_rate"] = [round(float(v), 4) for v in self.random[name]]
+        if s["method"] == "integrated_gradients":
+            method["n_steps"] = int(s["n_steps"])
+        return {"split": s["split"], "n_images": self.n_images, "n_common_correct": self.n_common,
+                "noise": self.noise_text(),
+                "k_fractions": [k / self.n_features if isinstance(k, Integral) else float(k) for k in given],
+                s["method"]: method}
+
     def to_npz(self) -> bytes:
         """The numbers as ``.npz`` bytes (M models in order, N images, K values of k, R radii):
         ``model_names`` (M,), ``labels`` (N,), ``common_correct`` (N,) bool, ``gini`` (M, N),
@@ -260,9 +295,40 @@ def run(models: Sequence[ModelLike], *, dataset: str = "mnist-5k", split: str = 
         raise ValueError("give at least one k")
     if s.block is not None and not 1 <= int(s.block) <= min(info.shape[-2:]):
         raise ValueError(f"the block side must be in [1, {min(info.shape[-2:])}] pixels, got {s.block}")
+    given = list(s.k)
     s = Settings(**{**settings, "k": k_counts, "radii": tuple(int(r) for r in s.radii)})
     res = run_study(STUDY, models, s, dataset=dataset, split=split, n=n, device=device, progress=progress,
                     store=store, recompute=recompute, chunk=chunk,
                     compute_missing=compute_missing, result=InequalityResult)
-    res.settings.update(n_features=n_features, k_counts=list(k_counts))
+    res.settings.update(n_features=n_features, k_counts=list(k_counts), k_given=given)
     return res
+
+
+def _merge_methods(old: Optional[dict], new: dict) -> dict:
+    """A card's ``metrics["inequality"]`` with the new method's numbers: the other methods'
+    stay when the rest of the entry (images, noise, k, common-correct count) is the same
+    (a method measured by another command keeps its ``measured_by``); otherwise the new
+    entry replaces the old one."""
+    if not isinstance(old, dict):
+        return new
+    common = lambda e: {k: v for k, v in e.items() if not isinstance(v, dict) and k != "measured_by"}  # noqa: E731
+    if common(old) != common(new):
+        return new
+    moved = old.get("measured_by")
+    out = {k: v for k, v in new.items() if not isinstance(v, dict)}
+    for key, value in old.items():  # the methods in the card's order, the new one replaced
+        if isinstance(value, dict):
+            keep = moved and moved != new.get("measured_by") and "measured_by" not in value
+            out[key] = new.get(key, {**value, "measured_by": moved} if keep else value)
+    out.update({k: v for k, v in new.items() if isinstance(v, dict) and k not in out})
+    return out
+
+
+#: ``write_card_metrics(result, names=None, *, measured_by=None)``: each model's
+#: :meth:`InequalityResult.card_metrics` into its card as ``metrics["inequality"]``, one key
+#: per attribution method (:func:`_merge_methods`; write results of the same model set).
+write_card_metrics = card_writer(
+    STUDY.name, merge=_merge_methods,
+    note="The entry holds one key per attribution method: another method's result joins the entry when the "
+         "images, noise, k and common-correct count are the same (write results of the same model set), and "
+         "replaces it otherwise.")

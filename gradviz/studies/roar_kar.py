@@ -45,7 +45,6 @@ import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -56,8 +55,10 @@ from torch import nn
 from gradviz.attacks import predict
 from gradviz.attribution import attribute
 from gradviz.data import ImageDataset, load_dataset
-from gradviz.studies.base import ModelLike, NotStored, Study, StudyResult, resolve_models, settings_dict
+from gradviz.studies.base import (ModelLike, NotStored, Study, StudyResult, card_writer, checkpoints,
+                                  resolve_models, settings_dict)
 from gradviz.studies.store import ChunkStore, chunk_key, data_fingerprint, model_fingerprint
+from gradviz.tensors import model_device
 from gradviz.utils import Progress, report, resolve_device
 
 #: The fractions q of pixels removed (ROAR) or kept (KAR): Hooker et al.'s and Kim et al.'s grid.
@@ -188,7 +189,7 @@ def attribution_scores(model: nn.Module, x: torch.Tensor, *, batch_size: int = 5
         x: (N, C, H, W) images (moved to the model's device in batches).
         batch_size: images per forward/backward pass.
     """
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     out = []
     for s in range(0, len(x), batch_size):
         xb = x[s:s + batch_size].to(dev)
@@ -251,7 +252,7 @@ def compute(model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: int, sett
 
 STUDY = Study(name="roar_kar", version=1, settings=Settings, compute=compute, chunk=500,
               summary="ROAR and KAR (Hooker et al.) of the predicted-class loss gradient: retrain on "
-                      "masked data, vs a random ranking")
+                      "masked data, vs a random ranking", chunked=False, splits=("test",))
 
 
 @dataclass
@@ -273,8 +274,6 @@ class RoarKarResult(StudyResult):
 
     baseline: dict = field(default_factory=dict)
     logs: dict = field(default_factory=dict)
-    fingerprints: dict = field(default_factory=dict)
-    checkpoints: dict = field(default_factory=dict)
     fill: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
@@ -529,44 +528,14 @@ def run(models: Sequence[ModelLike], *, dataset: str = "mnist-5k", split: str = 
                   "recipe": recipe, "attribution": ATTRIBUTION},
         computed=todo, loaded=loaded, baseline=baseline, logs=logs,
         fingerprints={rname: rfp for rname, rfp, *_ in rankings if rname != BASELINE},
-        checkpoints={name: (getattr(m, "gradviz_info", None) or {}).get("path") for name, m in resolved.items()},
+        checkpoints=checkpoints(resolved),
         fill=fill.numpy(),
     )
 
 
-def write_card_metrics(result: RoarKarResult, names: Optional[Sequence[str]] = None) -> dict[str, Path]:
-    """Store each model's ROAR/KAR numbers in its card as ``metrics["roar_kar"]``
-    (:meth:`RoarKarResult.card_metrics`: fractions, accuracy and area per mode, the random
-    baseline, the recipe), through :func:`gradviz.zoo.write_card`.
-
-    Args:
-        result: a :func:`run` result.
-        names: the models to write (default: every model of the result that has a
-            checkpoint file; modules without one have no card and are left out).
-
-    Returns:
-        {model name -> the card's JSON path} of the cards written.
-
-    Raises:
-        ValueError: a named model without a checkpoint, or whose checkpoint changed since the
-            result was computed (its content hash differs: the numbers are not its).
-        KeyError: no card beside the checkpoint.
-    """
-    from gradviz import zoo
-    from gradviz.studies.store import file_fingerprint
-
-    wanted = list(names) if names is not None else [n for n in result.model_names if result.checkpoints.get(n)]
-    written = {}
-    for name in wanted:
-        path = result.checkpoints.get(name)
-        if not path:
-            raise ValueError(f"{name!r} has no checkpoint file, so no card to write")
-        if not Path(path).is_file() or file_fingerprint(path) != result.fingerprints[name]:
-            raise ValueError(f"the checkpoint of {name!r} ({path}) changed since this result was computed")
-        card = zoo.get_card(path)
-        card.metrics = {**card.metrics, "roar_kar": result.card_metrics(name)}
-        written[name] = zoo.write_card(card)
-    return written
+#: ``write_card_metrics(result, names=None, *, measured_by=None)``: each model's
+#: :meth:`RoarKarResult.card_metrics` into its card as ``metrics["roar_kar"]``.
+write_card_metrics = card_writer(STUDY.name)
 
 
 __all__ = ["ATTRIBUTION", "BASELINE", "DEFAULT_FRACTIONS", "MODES", "STUDY", "RoarKarResult", "Settings",

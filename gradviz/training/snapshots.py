@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from gradviz.attribution import attribute
+from gradviz.tensors import eval_mode, model_device
 from gradviz.zoo import snapshot_path  # noqa: F401  (the file beside a checkpoint; re-exported)
 
 #: Default number of held-out images per snapshot (one per class where possible).
@@ -216,16 +217,12 @@ class SnapshotRecorder:
         (the model's mode is restored), append it and write the file. Returns the seconds it
         took (the file write included)."""
         start = time.perf_counter()
-        was_training = model.training
-        model.eval()
-        try:
-            device = next(model.parameters()).device
+        with eval_mode(model):
+            device = model_device(model)
             x, y = self.images.to(device), self.labels.to(device)
             grads = attribute(model, x, y, "gradient")
             with torch.no_grad():
                 prob, pred = torch.softmax(model(x).float(), dim=1).max(dim=1)
-        finally:
-            model.train(was_training)
         self._epochs.append(int(epoch))
         self._grads.append(grads.detach().float().cpu().numpy())
         self._preds.append(pred.cpu().numpy().astype(np.int64))

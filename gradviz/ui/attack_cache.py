@@ -12,8 +12,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from gradviz.attacks import AttackResult, accuracy_vs_eps, run_attack, targeted_class_sweep
-from gradviz.ui.cache import cached_dataset, cached_model
+from gradviz.attacks import AttackResult, accuracy_vs_eps, run_attack, target_probabilities, targeted_class_sweep
+from gradviz.ui.cache import cached_dataset, cached_model, cached_models
 from gradviz.utils import resolve_device
 
 __all__ = ["cached_accuracy_curve", "cached_attacks", "cached_sweeps", "parse_eps_grid"]
@@ -51,11 +51,6 @@ def parse_eps_grid(text: str, *, scale: float = 1.0, limit: float = float("inf")
     return grid, problems
 
 
-def _models(names, device, versions):
-    dev = str(resolve_device(device))
-    return {n: cached_model(n, dev, v) for n, v in zip(names, versions)}
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_attacks(
     model_names: tuple[str, ...],
@@ -74,7 +69,7 @@ def cached_attacks(
     xt = torch.from_numpy(np.ascontiguousarray(x))
     labels = torch.tensor([int(label)])
     return {n: run_attack(m, xt, labels, **settings, names=[image_name])
-            for n, m in _models(model_names, device, versions).items()}
+            for n, m in cached_models(model_names, device, versions).items()}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -86,19 +81,18 @@ def cached_sweeps(
     eps: float,
     steps: int,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """:func:`gradviz.attacks.targeted_class_sweep` (l_2) of every model on one image.
+    """:func:`gradviz.attacks.targeted_class_sweep` (l_2) of every model on one image, and
+    :func:`gradviz.attacks.target_probabilities` of its rows.
 
     Returns ``(images, probs)``: model name -> (K, C, H, W) attacked images, and model
     name -> (K,) the model's probability of each target class on its image.
     """
     xt = torch.from_numpy(np.ascontiguousarray(x))
     images, probs = {}, {}
-    for n, m in _models(model_names, device, versions).items():
+    for n, m in cached_models(model_names, device, versions).items():
         out = targeted_class_sweep(m, xt, eps=eps, steps=steps)
-        with torch.no_grad():
-            p = torch.softmax(m(out.to(next(m.parameters()).device)), 1).cpu()
         images[n] = out.cpu().numpy()
-        probs[n] = p[torch.arange(len(out)), torch.arange(len(out))].numpy()
+        probs[n] = target_probabilities(m, out, torch.arange(len(out))).numpy()
     return images, probs
 
 

@@ -59,6 +59,14 @@ def cached_model(name: str, device: str, version: float = 0.0) -> nn.Module:
     return zoo.load_model(name, device)
 
 
+def cached_models(names: Sequence[str], device: str, versions: Sequence[float]) -> dict[str, nn.Module]:
+    """{name -> :func:`cached_model`} of the named models at their checkpoint versions, on
+    ``device`` resolved (``"auto"``: CUDA when available), in ``names`` order. Raises what
+    :func:`cached_model` raises."""
+    dev = str(resolve_device(device))
+    return {n: cached_model(n, dev, v) for n, v in zip(names, versions)}
+
+
 def model_version(name: str) -> float:
     """The modification time of a zoo model's checkpoint (0.0 if unknown)."""
     try:
@@ -106,8 +114,7 @@ def cached_gradient_grid(
     (N, C, H, W), labels, names and the settings (keyword arguments of
     ``compute_gradient_grid``). Raises what it raises (ValueError).
     """
-    dev = str(resolve_device(device))
-    models = {n: cached_model(n, dev, v) for n, v in zip(model_names, versions)}
+    models = cached_models(model_names, device, versions)
     return compute_gradient_grid(
         models, torch.from_numpy(np.ascontiguousarray(x)), list(labels), names=list(names), **settings
     )

@@ -1,7 +1,8 @@
 """Cached computations of the Inequality page (st.cache_data, keyed on plain values, bounded).
 
-The per-image views call the library (:mod:`gradviz.attribution`, :mod:`gradviz.inequality`)
-on models from :func:`gradviz.ui.cache.cached_model`. The dataset-wide numbers are the study
+The per-image views call the library (:func:`gradviz.gradients.compute_gradient_grid`,
+:func:`gradviz.inequality.perturbed_examples`) on models from
+:func:`gradviz.ui.cache.cached_model`. The dataset-wide numbers are the study
 :mod:`gradviz.studies.inequality`, whose chunks are stored on disk (the shipped models'
 defaults ship under ``assets/studies``): this module only reads them through st.cache_data
 when they are all stored, and otherwise runs the study under an ``st.progress`` bar. The
@@ -20,11 +21,11 @@ import streamlit as st
 import torch
 
 from gradviz import inequality as iq
-from gradviz.attribution import attribute
+from gradviz.gradients import compute_gradient_grid
 from gradviz.studies import NotStored
 from gradviz.studies import inequality as inequality_study
 from gradviz.studies.inequality import InequalityResult
-from gradviz.ui.cache import cached_dataset, cached_model, progress_bar
+from gradviz.ui.cache import cached_dataset, cached_models, progress_bar
 from gradviz.utils import resolve_device
 
 __all__ = [
@@ -83,17 +84,6 @@ def parse_k_list(text: str, n_features: int) -> tuple[list[int], list[str]]:
     return out, problems
 
 
-def _models(names, device, versions):
-    dev = str(resolve_device(device))
-    return {n: cached_model(n, dev, v) for n, v in zip(names, versions)}, torch.device(dev)
-
-
-def _predict(model, x: torch.Tensor) -> tuple[int, float]:
-    with torch.no_grad():
-        p = torch.softmax(model(x), dim=1)[0]
-    return int(p.argmax()), float(p.max())
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_image_attributions(
     model_names: tuple[str, ...],
@@ -104,17 +94,15 @@ def cached_image_attributions(
     method: str,
     n_steps: int = 50,
 ) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, float]]]:
-    """:func:`gradviz.attribution.attribute` of the true-class logit of every model on one
-    image x (1, C, H, W). Returns ``(attributions, predictions)``: model name -> (1, C, H,
-    W) float32 signed, and model name -> (class, probability). Raises ValueError."""
-    models, dev = _models(model_names, device, versions)
-    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
-    y = torch.tensor([int(label)], device=dev)
-    opts = {"n_steps": int(n_steps)} if method == "integrated_gradients" else {}
-    attrs, preds = {}, {}
-    for n, m in models.items():
-        attrs[n] = attribute(m, xt, y, method, **opts).cpu().numpy().astype(np.float32)
-        preds[n] = _predict(m, xt)
+    """The true-class logit's attribution of every model on one image x (1, C, H, W):
+    :func:`gradviz.gradients.compute_gradient_grid`, cached. Returns ``(attributions,
+    predictions)``: model name -> (1, C, H, W) float32 signed, and model name -> (class,
+    probability). Raises ValueError."""
+    models = cached_models(model_names, device, versions)
+    grid = compute_gradient_grid(models, torch.from_numpy(np.ascontiguousarray(x)), [int(label)], method=method,
+                                 n_steps=int(n_steps))
+    attrs = {n: grid.attributions[n].numpy().astype(np.float32) for n in grid.model_names}
+    preds = {n: (int(grid.predictions[n][0]), float(grid.confidence(n)[0])) for n in grid.model_names}
     return attrs, preds
 
 
@@ -129,7 +117,7 @@ def _settings(method: str, n_steps: int, block: Optional[int], k_counts, noise: 
 def _stored_inequality(model_names: tuple[str, ...], device: str, versions: tuple[float, ...], dataset: str,
                        n_images: int, settings: tuple) -> InequalityResult:
     """The study's result when every chunk is stored (raises NotStored otherwise; not cached then)."""
-    models, _ = _models(model_names, device, versions)
+    models = cached_models(model_names, device, versions)
     return inequality_study.run(list(models.values()), dataset=dataset, n=n_images, device=device,
                                 compute_missing=False, **dict(settings))
 
@@ -165,7 +153,7 @@ def dataset_inequality(
     found = stored_inequality(model_names, device, versions, dataset, n_images, **settings)
     if found is not None:
         return found
-    models, _ = _models(model_names, device, versions)
+    models = cached_models(model_names, device, versions)
     with progress_bar() as progress:
         inequality_study.run(list(models.values()), dataset=dataset, n=min(int(n_images), len(cached_dataset(dataset))),
                              device=device, progress=progress, **_settings(**settings))
@@ -178,40 +166,30 @@ def cached_examples(
     method: str, n_steps: int, k: int, noise: str = "normal", mode: str = "add", by_magnitude: bool = False,
     seed: int = 0, radii: tuple[int, ...] = (1, 2, 3, 4, 5, 6), n_pixels: int = 10, colour: float = 0.0,
 ) -> tuple[dict, dict, dict]:
-    """One image x (1, C, H, W) perturbed for every model: inductive noise and random noise
-    on k features, and inductive occlusion at the first (n, r) that flips the model (the
-    largest setting when none does).
+    """:func:`gradviz.inequality.perturbed_examples` of one image x (1, C, H, W) for every
+    model (inductive and random noise on k features; inductive occlusion at the first (n, r)
+    that flips the model, the largest setting when none does), cached.
 
     Returns:
         ``(images, predictions, notes)``: model name -> {variant title -> (C, H, W)
         float32}; model name -> {"clean" or variant title -> (class, probability)}; model
         name -> {variant title -> a note (k; the occlusion setting (n, r))}.
     """
-    attrs, preds0 = cached_image_attributions(model_names, device, versions, x, label, method, n_steps)
-    models, dev = _models(model_names, device, versions)
+    attrs, _ = cached_image_attributions(model_names, device, versions, x, label, method, n_steps)
+    models = cached_models(model_names, device, versions)
+    dev = torch.device(str(resolve_device(device)))
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
     y = torch.tensor([int(label)], device=dev)
-    n_feat = int(math.prod(xt.shape[1:]))
-    kt = f"{100 * k / n_feat:.3g} %"
-    variants = ("inductive noise", "random noise", "occlusion")
     images, preds, notes = {}, {}, {}
     for n, m in models.items():
-        a = torch.from_numpy(attrs[n]).to(dev)
-        ranked = a.abs() if by_magnitude else a
-        noisy = iq.inductive_noise(xt, ranked, k, mode=mode, noise=noise, seed=seed)
-        rand = iq.inductive_noise(xt, ranked, k, mode=mode, noise=noise, seed=seed, random=True)
-        occ = iq.inductive_occlusion(m, xt, y, ranked, n_pixels=range(1, n_pixels + 1), radii=list(radii),
-                                     colour=colour, among=torch.ones(1, dtype=torch.bool, device=dev))
-        hit = occ.first_setting(0)
-        npx, r = hit if hit is not None else (n_pixels, max(radii))
-        heat = ranked.mean(dim=1).flatten(1)  # the centres inductive_occlusion uses
-        top = torch.topk(heat, npx, dim=1).indices
-        centres = torch.stack([top // xt.shape[-1], top % xt.shape[-1]], dim=-1)
-        mask = iq.occlusion_mask(centres, r, tuple(xt.shape[-2:]))[:, None]
-        occluded = torch.where(mask, torch.full_like(xt, float(colour)), xt)
-        out = dict(zip(variants, (noisy, rand, occluded)))
-        images[n] = {v: t[0].cpu().numpy().astype(np.float32) for v, t in out.items()}
-        preds[n] = {"clean": preds0[n], **{v: _predict(m, t) for v, t in out.items()}}
-        notes[n] = {variants[0]: f"k {kt}", variants[1]: f"k {kt}",
-                    variants[2]: f"n {npx}, r {r}" + ("" if hit is not None else " (no flip)")}
+        ex = iq.perturbed_examples(m, xt, y, torch.from_numpy(attrs[n]).to(dev), k, mode=mode, noise=noise,
+                                   by_magnitude=by_magnitude, seed=seed, radii=radii, n_pixels=n_pixels,
+                                   colour=colour)
+        images[n] = {v: ex.images[v][0].cpu().numpy().astype(np.float32) for v in iq.EXAMPLE_VARIANTS}
+        preds[n] = {v: (int(ex.predictions[v][0]), float(ex.probabilities[v][0]))
+                    for v in ("clean", *iq.EXAMPLE_VARIANTS)}
+        kt = f"k {100 * ex.k / math.prod(xt.shape[1:]):.3g} %"
+        occ = f"n {int(ex.occlusion_pixels[0])}, r {int(ex.occlusion_radius[0])}"
+        notes[n] = dict(zip(iq.EXAMPLE_VARIANTS,
+                            (kt, kt, occ + ("" if bool(ex.occlusion_flipped[0]) else " (no flip)"))))
     return images, preds, notes
