@@ -473,53 +473,32 @@ def noise_error_rate(
     attribution: ArrayLike,
     ks: Iterable[Union[int, float]],
     *,
-    mode: str = "add",
-    noise: str = "normal",
-    random: bool = False,
-    seed: SeedLike = 0,
     among: Optional[ArrayLike] = None,
-    batch_size: int = 500,
-    progress: Optional[Progress] = None,
+    **noise,
 ) -> torch.Tensor:
-    """Error rate of ``model`` under :func:`inductive_noise`, for each k of ``ks``.
-
-    The same seed is used for every k (an int seed restarts the generator per k), so the
-    noise field is the same and only the number of touched features grows.
+    """Error rate of ``model`` under :func:`inductive_noise`, for each k of ``ks``: the mean
+    over the ``among`` images of :func:`noise_flips`.
 
     Args:
-        model: classifier on ``x``'s device; not modified.
-        x: images (N, C, H, W) in [0, 1].
-        y: (N,) true labels.
-        attribution: signed attribution (N, C, H, W) of ``model`` (for ``y``).
-        ks: counts or fractions (:func:`resolve_k`), e.g. ``[0.002, 0.005, 0.01, 0.02]``.
-        mode, noise, random: as :func:`inductive_noise`.
-        seed: int (default 0), or ``None`` for fresh noise each k.
+        model, x, y, attribution, ks: as :func:`noise_flips`.
         among: (N,) bool, the images to count; default: those ``model`` classifies
             correctly. To compare models as docs/methods.md says, pass
             :func:`common_correct_mask` of all of them.
-        batch_size: images per forward pass.
-        progress: ``progress(fraction, message)`` after each k.
+        **noise: the keyword arguments of :func:`noise_flips` (mode, noise, random, seed
+            (default 0), batch_size, progress).
 
     Returns:
         float64 tensor (len(ks),): the fraction of ``among`` images whose prediction is
         no longer ``y``, in [0, 1]; NaN where ``among`` is empty.
 
     Raises:
-        ValueError: as :func:`inductive_noise`; ``y``/``among`` of the wrong length; empty
-            ``ks``.
+        ValueError: as :func:`noise_flips`; ``among`` of the wrong length. TypeError: an
+            unknown keyword.
     """
-    ks = list(ks)
-    if not ks:
-        raise ValueError("ks is empty: give at least one k (count or fraction)")
-    check_images(x)
-    attr = _check_attribution(attribution, x)
-    n_feat = math.prod(x.shape[1:])
-    for k in ks:
-        resolve_k(k, n_feat)  # every k checked before any work
+    ks, attr = _check_noise(x, attribution, ks)
     y_t = as_labels(y, len(x), device=x.device)
-    among_t = _resolve_among(model, x, y_t, among, batch_size)
-    flips = noise_flips(model, x[among_t], y_t[among_t], attr[among_t], ks, mode=mode, noise=noise, random=random,
-                        seed=seed, batch_size=batch_size, progress=progress)
+    among_t = _resolve_among(model, x, y_t, among, noise.get("batch_size", 500))
+    flips = noise_flips(model, x[among_t], y_t[among_t], attr[among_t], ks, **noise)
     if not len(flips):
         return torch.full((len(ks),), float("nan"), dtype=torch.float64)
     return flips.double().mean(dim=0).cpu()
@@ -542,7 +521,20 @@ def noise_flips(
     """Per image and k: does :func:`inductive_noise` on the top-k (or random-k) features
     change the prediction away from ``y``? What :func:`noise_error_rate` averages.
 
-    Args: as :func:`noise_error_rate`, without ``among`` (every image is perturbed).
+    The same seed is used for every k (an int seed restarts the generator per k), so the
+    noise field is the same and only the number of touched features grows.
+
+    Args:
+        model: classifier on ``x``'s device; not modified.
+        x: images (N, C, H, W) in [0, 1]; every image is perturbed.
+        y: (N,) true labels.
+        attribution: signed attribution (N, C, H, W) of ``model`` (for ``y``).
+        ks: counts or fractions (:func:`resolve_k`), e.g. ``[0.002, 0.005, 0.01, 0.02]``;
+            every k is checked before any work.
+        mode, noise, random: as :func:`inductive_noise`.
+        seed: int (default 0), or ``None`` for fresh noise each k.
+        batch_size: images per forward pass.
+        progress: ``progress(fraction, message)`` after each k.
 
     Returns:
         bool tensor (N, len(ks)) on ``x``'s device: True where the noisy image's prediction
@@ -551,11 +543,7 @@ def noise_flips(
     Raises:
         ValueError: as :func:`inductive_noise`; ``y`` of the wrong length; empty ``ks``.
     """
-    ks = list(ks)
-    if not ks:
-        raise ValueError("ks is empty: give at least one k (count or fraction)")
-    check_images(x)
-    attr = _check_attribution(attribution, x)
+    ks, attr = _check_noise(x, attribution, ks)
     y_t = as_labels(y, len(x), device=x.device)
     out = torch.zeros(len(x), len(ks), dtype=torch.bool, device=x.device)
     if not len(x):
@@ -566,6 +554,20 @@ def noise_flips(
             out[:, j] = _predict(model, x_noisy, batch_size) != y_t
         report(progress, (j + 1) / len(ks), f"inductive noise: k {k} ({j + 1}/{len(ks)})")
     return out
+
+
+def _check_noise(x: torch.Tensor, attribution: ArrayLike, ks) -> tuple[list, torch.Tensor]:
+    """``(ks as a list, the checked attribution)``; raises ValueError for bad images, an
+    attribution of another shape (or NaN/inf), no k or a k that does not fit the images."""
+    ks = list(ks)
+    if not ks:
+        raise ValueError("ks is empty: give at least one k (count or fraction)")
+    check_images(x)
+    attr = _check_attribution(attribution, x)
+    n_feat = math.prod(x.shape[1:])
+    for k in ks:
+        resolve_k(k, n_feat)
+    return ks, attr
 
 
 # --------------------------------------------------------------------------------------
