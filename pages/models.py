@@ -1,8 +1,10 @@
-"""Models: the zoo's table (shipped and yours), a model's training curves and, for AGR, its
-gradient diagnostics; eps50 on request; training from the app; bringing your own checkpoint.
+"""Models: the zoo's table (shipped and yours), a model's training curves, its per-epoch
+input-gradient snapshots and, for AGR, its gradient diagnostics; eps50 on request; training
+from the app; bringing your own checkpoint.
 
 UI only: cards from gradviz.zoo, figures from gradviz.viz.models, the forms in
-gradviz.ui.models_forms (training runs in gradviz.training.jobs).
+gradviz.ui.models_forms (training runs in gradviz.training.jobs), the snapshots in
+gradviz.ui.models_snapshots.
 """
 
 import streamlit as st
@@ -13,6 +15,7 @@ from gradviz.viz.models import (
 )
 from gradviz.ui import models_forms
 from gradviz.ui.models_cache import model_rows
+from gradviz.ui.models_snapshots import snapshots_panel
 
 ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
 
@@ -35,6 +38,11 @@ et al.); *trades* trades clean accuracy against a smooth output near each image 
 al.); *pag* trains only the input gradients to point toward the class (Ganz et al.: does
 that alone bring robustness?); *agr* is PGD or TRADES with the parameter gradient steered
 between the clean and adversarial directions (AGR); *igd* copies a teacher's input gradients.
+
+**The snapshots.** Before training and after every epoch, gradviz keeps the input gradient of
+the same few test images: slide through the epochs (or press Play) to watch the gradient take
+shape, and compare two models at the same epoch. The dashed line on the learning curves marks
+the epoch shown.
 
 **The curves.** The loss and the training accuracy are averaged while the epoch runs. The
 *held-out* curves are measured after each epoch on the first test images (robust: a quick
@@ -60,6 +68,9 @@ st.dataframe(
             "eps50", help="radius ([0, 1] pixel units) where PGD brings the accuracy to 50 %: from the card's curve, "
                           "or computed on request (below); when the curve does not cross 50 % inside its grid, "
                           "on which side of the grid it lies"),
+        "snapshots": st.column_config.TextColumn(
+            "snapshots", help="the epochs whose input gradients the run kept (0: before training); pick the model "
+                              "to watch them change below. –: none (made before gradviz kept them)"),
     },
 )
 if not cards:
@@ -74,12 +85,16 @@ models_forms.eps50_panel(cards, chosen, state.device)
 st.subheader(f"How {chosen} was trained")
 if card.command:
     st.code(card.command, language="bash", wrap_lines=True)
+curves = st.container()
+with st.container(border=True, key="models_snapshots"):
+    snapshot_epoch = snapshots_panel(card, cards)
 if card.log:
     monitor = (card.training or {}).get("monitor_settings")
-    st.plotly_chart(training_curves_figure(card.log, title=f"Training curves: {chosen}", monitor=monitor),
-                    key="models_curves", theme=None)
+    curves.plotly_chart(training_curves_figure(card.log, title=f"Training curves: {chosen}", monitor=monitor,
+                                               mark_epoch=snapshot_epoch),
+                        key="models_curves", theme=None)
     if not any("monitor_clean_accuracy" in e for e in card.log):
-        st.caption("This card has no held-out curves (it was made before gradviz measured them): "
+        curves.caption("This card has no held-out curves (it was made before gradviz measured them): "
                    "only the running training numbers are shown.")
     if has_agr_diagnostics(card.log):
         st.plotly_chart(agr_diagnostics_figure(card.log, start_epoch=(card.training or {}).get("agr_start_epoch"),

@@ -12,6 +12,7 @@ from gradviz.attacks import eps50, format_curve_eps50
 from gradviz.training import EVAL_ATTACKS, default_eps_grid
 from gradviz.ui.attack_cache import cached_accuracy_curve
 from gradviz.ui.cache import model_version
+from gradviz.ui.models_snapshots import snapshot_cell
 
 __all__ = ["eps50_results", "measure_eps50", "model_rows"]
 
@@ -49,7 +50,8 @@ def model_rows(cards: Sequence[zoo.ModelCard]) -> list[dict]:
     eps50 measured in this session where there is one and "–" as the norm of a model trained
     without an attack. eps50 is text (:func:`gradviz.attacks.format_curve_eps50`): the
     number, or on which side of its grid it lies when the curve does not cross 50 % inside
-    it (older cards' ``inf`` included); "–" when not measured."""
+    it (older cards' ``inf`` included); "–" when not measured. "snapshots" says which epochs
+    of input-gradient snapshots the model has (:func:`gradviz.ui.models_snapshots.snapshot_cell`)."""
     measured = eps50_results()
     rows = []
     for card in cards:
@@ -58,5 +60,6 @@ def model_rows(cards: Sequence[zoo.ModelCard]) -> list[dict]:
             row["norm"] = "–"
         curve = measured.get(card.name) or (card.metrics or {}).get("curve")
         row["eps50"] = format_curve_eps50(curve)
+        row["snapshots"] = snapshot_cell(card)
         rows.append(row)
     return rows

@@ -14,9 +14,10 @@ from gradviz.viz.attack import accuracy_vs_eps_figure
 from gradviz.data import DATASETS
 from gradviz.viz.models import live_loss_figure
 from gradviz.nets import ARCHITECTURES
-from gradviz.training import EVAL_ATTACKS, METHODS, OBJECTIVES, Option, TrainConfig
+from gradviz.training import EVAL_ATTACKS, METHODS, OBJECTIVES, Option, TrainConfig, monitor_settings
 from gradviz.training import jobs
 from gradviz.ui.models_cache import eps50_results, measure_eps50
+from gradviz.ui.models_snapshots import live_snapshots
 
 __all__ = ["card_editor", "choose_model", "eps50_panel", "import_panel", "show_flash", "train_panel"]
 
@@ -240,6 +241,7 @@ def _draw_job(job: jobs.TrainingJob) -> None:
             if snap.losses:
                 st.plotly_chart(live_loss_figure(snap.losses, job.config.epochs, log=snap.epochs),
                                 key="models_job_loss", theme=None)
+            live_snapshots(job.snapshot_path, snap.epochs, snap.name, monitor_settings(job.config))
             return
         if snap.status == "done":
             m = (snap.card.metrics if snap.card else {}) or {}

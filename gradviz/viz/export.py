@@ -13,7 +13,8 @@
   - Inequality page: :func:`image_to_npz`, :func:`gini_to_csv`, :func:`noise_to_csv`,
     :func:`occlusion_to_csv`, :func:`examples_to_npz`;
   - Alignment page: :func:`residual_figure_to_npz`, :func:`alignment_to_csv`,
-    :func:`alignment_to_npz`.
+    :func:`alignment_to_npz`;
+  - Models page: :func:`snapshots_to_npz` (a run's per-epoch input-gradient snapshots).
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ import torch
 
 from gradviz.inequality import gini, lorenz_curve, regional_gini
 from gradviz.viz.common import ArrayLike, as_array, chw
+from gradviz.viz.models import epoch_accuracies, snapshot_epochs, snapshot_images
 
 if TYPE_CHECKING:
     from gradviz.attacks import AttackResult
     from gradviz.gradients import GradientGrid
+    from gradviz.training.snapshots import Snapshots
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -58,6 +61,7 @@ __all__ = [
     "noise_to_csv",
     "occlusion_to_csv",
     "residual_figure_to_npz",
+    "snapshots_to_npz",
     "static_export_available",
     "sweep_to_npz",
 ]
@@ -552,4 +556,62 @@ def alignment_to_npz(indices: Sequence[int], labels: Sequence[int], targets: Map
                                 else np.full(n, np.nan) for m in names]),
         cos_true=as_array(cos_true).reshape(-1) if cos_true is not None else np.full(n, np.nan),
         settings=_json(settings),
+    )
+
+
+# -- Models page
+
+
+def snapshots_to_npz(runs: Mapping[str, "Snapshots"], *, logs: Optional[Mapping[str, Sequence[dict]]] = None,
+                     settings: Optional[dict] = None) -> bytes:
+    """The numbers of the snapshot figures (:func:`gradviz.viz.models.snapshot_grid_figure`,
+    ``snapshot_strip_figure``, ``snapshot_animation_figure``) as ``.npz`` bytes: every epoch
+    of every model, not only the ones shown.
+
+    Keys (M models in order, E epochs = every epoch any model has, K images):
+
+    - ``model_names`` (M,) str; ``epochs`` (E,) int64 (0: before training); ``dataset`` 0-d str;
+    - ``images`` (K, C, H, W) float32 in [0, 1]; ``labels``, ``indices`` (K,) int64 (the
+      true classes; positions in the test split);
+    - ``has_snapshot`` (M, E) bool: whether that model has that epoch;
+    - ``input_gradients`` (M, E, K, C, H, W) float32, signed, before any display step (NaN
+      where ``has_snapshot`` is False);
+    - ``predictions`` (M, E, K) int64 (-1 where missing); ``probabilities`` (M, E, K)
+      float32, the softmax probability of the prediction (NaN where missing);
+    - ``clean_accuracy``, ``robust_accuracy`` (M, E) float64: the held-out accuracies the
+      ``logs`` measured after each epoch, fractions (NaN where not measured);
+    - ``settings`` 0-d str (JSON).
+
+    Args:
+        runs: model name -> :class:`gradviz.training.snapshots.Snapshots` of the same images.
+        logs: model name -> its card's ``log``; default none (accuracies all NaN).
+        settings: what the figure showed (scaling, epoch, ...), stored as JSON.
+
+    Raises:
+        ValueError: as :func:`gradviz.viz.models.snapshot_images` (no runs, runs of different
+            images, a run without a snapshot).
+    """
+    first, _ = snapshot_images(runs)
+    names, epochs = list(runs), snapshot_epochs(runs)
+    m, e, k = len(names), len(epochs), int(first.labels.shape[0])
+    has = np.zeros((m, e), dtype=bool)
+    grads = np.full((m, e, *first.images.shape), np.nan, dtype=np.float32)
+    preds = np.full((m, e, k), -1, dtype=np.int64)
+    probs = np.full((m, e, k), np.nan, dtype=np.float32)
+    acc = np.full((2, m, e), np.nan)
+    for i, name in enumerate(names):
+        s = runs[name]
+        for j, epoch in enumerate(epochs):
+            rows = np.flatnonzero(s.epochs == epoch)
+            if rows.size:
+                has[i, j] = True
+                grads[i, j], preds[i, j], probs[i, j] = (s.input_gradients[rows[0]], s.predictions[rows[0]],
+                                                         s.probabilities[rows[0]])
+            acc[:, i, j] = [np.nan if v is None else v for v in epoch_accuracies((logs or {}).get(name, ()), epoch)]
+    return _npz_bytes(
+        model_names=np.array(names, dtype=str), epochs=np.asarray(epochs, dtype=np.int64),
+        dataset=np.array(first.dataset), images=first.images.astype(np.float32),
+        labels=first.labels.astype(np.int64), indices=first.indices.astype(np.int64), has_snapshot=has,
+        input_gradients=grads, predictions=preds, probabilities=probs, clean_accuracy=acc[0],
+        robust_accuracy=acc[1], settings=_json(settings),
     )
