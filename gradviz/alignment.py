@@ -252,3 +252,41 @@ def cos_with_pgd(model: nn.Module, x: torch.Tensor, y, *, gradient: str = "loss"
     else:
         g = margin_gradient(model, x, y, closest_class(model, x, y))
     return cosine(g, (x_adv - x).to(g.dtype))
+
+
+def background_share(a, x, *, level: float = 0.0) -> torch.Tensor:
+    """The share of each map's squared magnitude that lies on the image's background: the
+    pixels whose every channel is <= ``level`` (on MNIST, the black pixels around the digit).
+
+    Why it matters (docs/methods.md section 1.10): a residual toward another digit draws new
+    strokes on the background, so a gradient that is zero there (an l_inf-trained MNIST model
+    that thresholds its input) can align only with the residual's part on the strokes.
+
+    Args:
+        a: (N, C, H, W) signed maps (e.g. gradients), a tensor or an array; finite.
+        x: (N, C, H, W) images in [0, 1], the maps' images.
+        level: brightness at or below which a pixel is background (default 0.0: exactly
+            black), in [0, 1).
+
+    Returns:
+        (N,) float64 in [0, 1]; 0 for an all-zero map.
+
+    Raises:
+        ValueError: shapes that differ, NaN/inf in ``a``, x outside [0, 1], level outside
+            [0, 1).
+    """
+    a = torch.as_tensor(a).detach().to(torch.float64)
+    x = torch.as_tensor(x).detach()
+    check_images(x)
+    if a.shape != x.shape:
+        raise ValueError(f"the maps {tuple(a.shape)} and the images {tuple(x.shape)} must have the same shape")
+    if not torch.isfinite(a).all():
+        raise ValueError("the maps contain NaN or inf values")
+    if not (0.0 <= float(level) < 1.0):
+        raise ValueError(f"level must lie in [0, 1), got {level}")
+    bg = (x.to(a.device) <= float(level)).all(dim=1, keepdim=True).expand_as(a)
+    e = a.pow(2)
+    total = e.flatten(1).sum(1)
+    on_bg = (e * bg).flatten(1).sum(1)
+    return torch.where(total > 0, on_bg / torch.where(total > 0, total, torch.ones_like(total)),
+                       torch.zeros_like(total))

@@ -44,6 +44,7 @@ __all__ = [
     "PAG_EPS",
     "PAG_STEPS",
     "TARGET_EPS_GRID",
+    "TARGET_EPS_STEPS",
     "AttackResult",
     "PGDTrace",
     "TargetEpsSearch",
@@ -849,6 +850,9 @@ def target_probabilities(model: nn.Module, x: torch.Tensor, targets, batch_size:
 #: smallest eps was 2.0, 3.0, 3.5 and 2.5, the largest 6 (one pgd-linf target none up to
 #: 10); the same smallest eps with 40 or 200 steps (standard, pgd-l2; images 0 and 5).
 TARGET_EPS_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 10.0)
+#: Default PGD steps of :func:`smallest_target_eps`: half of :data:`PAG_STEPS`, at half the cost,
+#: since 40, 80 and 200 steps gave the same smallest eps (measurement above).
+TARGET_EPS_STEPS = 40
 
 
 @dataclass
@@ -904,7 +908,7 @@ def smallest_target_eps(
     x: torch.Tensor,
     eps_grid: Sequence[float] = TARGET_EPS_GRID,
     *,
-    steps: int = PAG_STEPS,
+    steps: int = TARGET_EPS_STEPS,
     classes: Optional[Sequence[int]] = None,
     norm: str = "l2",
     confidence: float = 0.0,
@@ -927,7 +931,7 @@ def smallest_target_eps(
         eps_grid: radii >= 0 in [0, 1] pixel units, in ``norm`` (default
             :data:`TARGET_EPS_GRID`, l_2 0 to 10), strictly ascending. eps 0 is the clean
             image: it "reaches" the class the model already predicts.
-        steps: PGD steps per attack (default :data:`PAG_STEPS` = 80).
+        steps: PGD steps per attack (default :data:`TARGET_EPS_STEPS` = 40).
         classes: the target classes (default: every class of the model, in order).
         norm: ``"l2"`` (default, the PAG view's) or ``"linf"``.
         confidence: a target counts as reached when it is the model's prediction *and* its

@@ -11,11 +11,13 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from gradviz import ui, zoo
+from gradviz import findings, ui, zoo
 from gradviz.viz.attack import accuracy_vs_eps_figure, attack_panels_figure, loss_trace_figure, pag_grid_figure
+from gradviz.viz.common import short_model_name
 from gradviz.viz.export import attack_to_npz, curves_to_csv, sweep_to_npz
-from gradviz.attacks import PAG_EPS, PAG_STEPS, eps50, format_eps50
+from gradviz.attacks import PAG_EPS, PAG_STEPS, TARGET_EPS_GRID, TARGET_EPS_STEPS, eps50, format_eps50
 from gradviz.ui.attack_cache import cached_accuracy_curve, cached_attacks, cached_sweeps, parse_eps_grid
+from gradviz.ui.pag_cache import cached_target_eps
 
 ui.require_app_entry()  # opened by its URL on a fresh server: run through app.py's frame
 
@@ -28,6 +30,7 @@ st.markdown(
     "wrong (or, with a target class, to make it say that class). Compare how far each model "
     "has to be pushed, and **what the change looks like**."
 )
+measured = findings.robustness_guidance(ui.sidebar_state().dataset)  # the shipped models' cards, read now
 with st.expander("What am I looking at? What should I look for?", icon=":material/school:"):
     st.markdown(
         """
@@ -35,12 +38,19 @@ with st.expander("What am I looking at? What should I look for?", icon=":materia
 along the sign of the input gradient (l∞) or along the gradient itself (l2), and after each
 step pulls the image back into the ε-ball around the original and into the [0, 1] pixel
 range. ε is in pixel units: l∞ ε = 0.3 lets every pixel change by up to 0.3 (on a 0–1 scale).
-
+Madry et al. found that training on such attacks makes an MNIST model hold at ε 0.3, where
+a standard model fails.
+"""
+    )
+    if measured:
+        st.markdown(measured)
+    st.markdown(
+        """
 **What to look for.**
-- A *standard* model usually flips with a perturbation that looks like faint noise; its
-  loss shoots up in a few steps.
-- A *robust* (`pgd-linf`) model needs more: its loss rises slowly, and what the attack
-  changes looks like strokes — ink added or erased where another digit would have it.
+- A *standard* model flips within ε: its loss shoots up in a few steps.
+- A *robust* (`pgd-linf`) model holds on most images: its loss rises slowly, if at all.
+- Where does the perturbation sit, on the digit's strokes or over the background? Both are
+  bounded by ε per pixel; compare where each model lets the attack work.
 - The perturbation panel is **amplified** (the factor is in its title): the real change is
   that much fainter. Hover over a pixel to read the actual value.
 
@@ -180,54 +190,117 @@ elif grid:
 # ----------------------------------------------------- perceptually aligned gradients
 st.header("Perceptually aligned gradients", divider="gray")
 st.markdown(
-    "From the image above, a **large-ε targeted l2 attack toward every class**, one row per "
-    "model; the percentage is the model's probability of the target class. A model whose "
-    "gradients are *perceptually aligned* can only be convinced by changes that look like the "
-    "target class, so the image **turns into that digit**. A standard model is convinced by "
-    "changes that look like streaks and noise. (Ganz, Kawar & Elad; Santurkar et al. 2019.)"
+    "From the image above, a **targeted l2 attack toward every class**, one row per model. The papers "
+    "(Santurkar et al. 2019; Ganz, Kawar & Elad): a model whose gradients are *perceptually aligned* (a robust "
+    "one, or one trained for it) can only be convinced by changes that look like the target class, so the image "
+    "**turns into that digit**; a standard model is convinced by changes that look like streaks and noise.\n\n"
+    "A large enough ε lets every model reach every target, a standard one included, whose images then show the "
+    "target digit too. So by default each panel shows the image at the **smallest ε** of a grid that makes the "
+    "model predict the target, with that ε above it: compare how large it is, and **what the change looks like "
+    "at that point**, row by row."
 )
-with st.expander("Why does a robust model's row sometimes barely change?", icon=":material/school:"):
+pag_measured = findings.pag_guidance(state.dataset)
+with st.expander("What gradviz measured, and why a robust model's row may barely change", icon=":material/school:"):
+    if pag_measured:
+        st.markdown(pag_measured)
     st.markdown(
         "An MNIST model trained against l∞ attacks often learns to *threshold* its input: dark "
         "pixels below a level are ignored. Its gradient is then zero on the black background, "
         "so the attack can only dim or brighten the strokes that are already there: the images "
         "stay the original, faded, and some targets are never reached. That is a *masked* "
         "gradient, not an aligned one. Models trained against l2 attacks (`pgd-l2`), or with "
-        "the PAG objective, show the effect best: compare the rows of `pgd-linf` and `pgd-l2`."
+        "the PAG objective (`pag-cm`), show the effect best: compare the rows of `pgd-linf` and `pgd-l2`."
     )
-# The l2-trained models of the dataset join the sidebar's choice here: they show the effect.
+# The sidebar's models, then the dataset's l2-trained model of the largest eps and its first PAG model: they
+# show the effect.
 dataset_cards = zoo.list_models(state.dataset)
 dataset_models = [c.name for c in dataset_cards]
-l2_models = [c.name for c in dataset_cards if c.norm == "l2" and c.name not in names]
+extra_models = []
+l2_cards = sorted((c for c in dataset_cards if c.norm == "l2" and c.method == "pgd"), key=lambda c: -float(c.eps or 0))
+pag_cards = [c for c in dataset_cards if c.method == "pag"]
+for group in (l2_cards, pag_cards):
+    if group and group[0].name not in names and group[0].name not in extra_models:
+        extra_models.append(group[0].name)
 pag_names = tuple(st.multiselect(
-    "Models of this view", dataset_models, default=list(names) + l2_models, key=f"atk_pag_models_{state.dataset}",
-    help="The sidebar's models and the dataset's l2-trained ones (robust models whose gradients are not masked).",
+    "Models of this view", dataset_models, default=list(names) + extra_models, key=f"atk_pag_models_{state.dataset}",
+    help="The sidebar's models, the dataset's l2-trained model and its PAG model (robust or aligned models whose "
+         "gradients are not masked).",
 ))
 if not pag_names:
     st.warning("Choose at least one model for this view.", icon=":material/arrow_upward:")
     st.stop()
 pag_versions = tuple(ui.model_version(n) for n in pag_names)
-p1, p2 = st.columns(2, gap="large")
-pag_eps = float(p1.slider("ε (l2, pixel units)", 0.5, 10.0, float(PAG_EPS), 0.5, key="atk_pag_eps"))
-pag_steps = int(p2.slider("Steps", 10, 200, PAG_STEPS, 10, key="atk_pag_steps"))
-pag_request = (state.dataset, pag_names, state.device, index, pag_eps, pag_steps)
-if st.button("Attack toward every class", key="atk_pag_go", icon=":material/play_arrow:"):
+PAG_MODES = {"smallest": "the smallest ε that reaches it", "fixed": "one fixed ε for all"}
+p0, p1, p2 = st.columns(3, gap="large")
+pag_mode = p0.radio("Show each target at", list(PAG_MODES), format_func=PAG_MODES.get, key="atk_pag_mode",
+                    help="Smallest ε: every ε of the grid is tried (one batch per model) and each panel shows the "
+                         "image at the first ε where the model predicts the target. Fixed ε: the papers' view, one "
+                         "large ε for every target.")
+if pag_mode == "smallest":
+    pag_grid_text = p1.text_input("ε grid (l2, pixel units)", ", ".join(f"{e:g}" for e in TARGET_EPS_GRID),
+                                  key="atk_pag_grid", help="Radii separated by commas. A digit's own l2 norm is "
+                                                           "about 9; every radius costs one attack per class.")
+    pag_grid, pag_problems = parse_eps_grid(pag_grid_text)
+    for p in pag_problems:
+        st.error(f"ε grid: {p}.", icon=":material/error:")
+    pag_eps = None
+else:
+    pag_eps = float(p1.slider("ε (l2, pixel units)", 0.5, 10.0, float(PAG_EPS), 0.5, key="atk_pag_eps"))
+    pag_grid = []
+if pag_mode == "smallest":  # every radius is one attack per class: fewer steps (the smallest ε did not change)
+    pag_steps = int(p2.slider("Steps", 10, 200, TARGET_EPS_STEPS, 10, key="atk_pag_search_steps",
+                              help=f"PGD steps of each attack (step 2.5 · ε / steps). {TARGET_EPS_STEPS}, 80 and 200 "
+                                   "steps gave the same smallest ε for the shipped standard and pgd-l2 models on "
+                                   "test #0 and #5."))
+else:
+    pag_steps = int(p2.slider("Steps", 10, 200, PAG_STEPS, 10, key="atk_pag_steps"))
+pag_setting = tuple(pag_grid) if pag_mode == "smallest" else pag_eps
+pag_request = (state.dataset, pag_names, state.device, index, pag_mode, pag_setting, pag_steps)
+ready = pag_mode == "fixed" or bool(pag_grid)
+if st.button("Attack toward every class", key="atk_pag_go", icon=":material/play_arrow:", disabled=not ready):
     st.session_state["atk_pag_request"] = pag_request
-if st.session_state.get("atk_pag_request") == pag_request:
-    with st.spinner(f"{len(classes)} targeted attacks per model…"):
+if ready and st.session_state.get("atk_pag_request") == pag_request:
+    with st.spinner(f"{len(classes)} targeted attacks per model"
+                    + (f" at each of {len(pag_grid)} radii…" if pag_mode == "smallest" else "…")):
         try:
-            images, probs = cached_sweeps(pag_names, state.device, pag_versions, x.numpy(), pag_eps, pag_steps)
+            if pag_mode == "smallest":
+                view = cached_target_eps(pag_names, state.device, pag_versions, x.numpy(), tuple(pag_grid), pag_steps)
+                images, probs, min_eps = view.images, view.probs, view.min_eps
+            else:
+                images, probs = cached_sweeps(pag_names, state.device, pag_versions, x.numpy(), pag_eps, pag_steps)
+                view, min_eps = None, None
         except (KeyError, ValueError, RuntimeError) as err:  # a model that does not load or fit
             st.error(f"The targeted attacks failed: {err}", icon=":material/error:")
             st.stop()
-    pag_title = f"Targeted l2 PGD toward each class · ε {pag_eps:g} · {pag_steps} steps · test #{index}"
-    pfig = pag_grid_figure(images, classes, x=x[0], probs=probs, title=pag_title)
+    if view is not None:
+        pag_title = (f"Targeted l2 PGD toward each class at the smallest ε that reaches it · grid up to "
+                     f"{pag_grid[-1]:g} · {pag_steps} steps · test #{index}")
+    else:
+        pag_title = f"Targeted l2 PGD toward each class · ε {pag_eps:g} · {pag_steps} steps · test #{index}"
+    pfig = pag_grid_figure(images, classes, x=x[0], probs=probs, eps=min_eps,
+                           eps_max=pag_grid[-1] if pag_grid else None, title=pag_title)
     st.plotly_chart(pfig, width="content", theme=None, key="atk_pag_chart", config=CHART_CONFIG)
-    ui.download_buttons(pfig, lambda: sweep_to_npz(x[0], images, range(len(classes)),
-                                                   {"eps": pag_eps, "steps": pag_steps, "index": index}),
-                        stem="perceptually_aligned", key="atk_pag",
-                        data_help="NumPy .npz: x, model_names, classes, images (model x target class), settings "
-                                  "(gradviz.viz.export.sweep_to_npz).")
+    others = [k for k in range(len(classes)) if k != label]
+    if view is not None:
+        summary = findings.target_eps_summary(
+            {n: [view.min_eps[n][k] for k in others] for n in pag_names}, eps_max=pag_grid[-1])
+        st.caption(f"Test #{index} (label {classes[label]}), the {len(others)} other classes. " + summary
+                   + " Each panel: the attacked image at that ε, and the model's probability of the target there.")
+    else:
+        st.caption(f"Test #{index}, the {len(others)} other classes, ε {pag_eps:g}: "
+                   + "; ".join(f"{short_model_name(n)} gives {sum(float(probs[n][k]) >= 0.5 for k in others)} of them "
+                               f"≥ 50 %" for n in pag_names)
+                   + ". At a large ε most models reach most targets: switch to **the smallest ε that reaches it** to "
+                     "see what each model needs.")
+    settings = ({"mode": "smallest", "eps_grid": list(pag_grid), "steps": pag_steps, "index": index}
+                if view is not None else {"mode": "fixed", "eps": pag_eps, "steps": pag_steps, "index": index})
+    ui.download_buttons(pfig, lambda: sweep_to_npz(
+        x[0], images, range(len(classes)), settings, probs=probs, min_eps=min_eps,
+        eps_grid=view.eps_grid if view is not None else None, reached=view.reached if view is not None else None),
+        stem="perceptually_aligned", key="atk_pag",
+        data_help="NumPy .npz: x, model_names, classes, images (model x target class), probs, settings; in the "
+                  "smallest-ε view also min_eps (NaN: not reached), eps_grid and reached (model x class x ε) "
+                  "(gradviz.viz.export.sweep_to_npz).")
 else:
     st.info("Press **Attack toward every class** (again after changing the image or the settings).",
             icon=":material/info:")

@@ -131,9 +131,12 @@ def test_accuracy_curves_on_request(shipped_models):
 
 def test_perceptually_aligned_view_on_request(shipped_models):
     at = attack_page()
-    # the sidebar's two models, then the dataset's l2-trained one, which shows the effect
+    # the sidebar's two models, then the dataset's l2-trained one and its PAG one, which show the effect
     assert at.multiselect(key="atk_pag_models_mnist-5k").value == [
-        "mnist-5k/standard", "mnist-5k/pgd-linf", "mnist-5k/pgd-l2"]
+        "mnist-5k/standard", "mnist-5k/pgd-linf", "mnist-5k/pgd-l2", "mnist-5k/pag-cm"]
+    at.multiselect(key="atk_pag_models_mnist-5k").set_value(
+        ["mnist-5k/standard", "mnist-5k/pgd-linf", "mnist-5k/pgd-l2"])
+    at.radio(key="atk_pag_mode").set_value("fixed").run()  # the papers' view: one fixed eps
     at.slider(key="atk_pag_steps").set_value(10)
     at.slider(key="atk_pag_eps").set_value(3.0)
     at.run()
@@ -183,9 +186,51 @@ def test_a_target_equal_to_the_label_skips_that_attack_and_keeps_the_page(shippe
     # everything else is still there, and works
     assert [h.value for h in at.header] == ["Accuracy vs ε", "Perceptually aligned gradients"]
     assert {b.label for b in at.button} >= {"Compute the curves", "Attack toward every class"}
+    at.radio(key="atk_pag_mode").set_value("fixed").run()
     at.slider(key="atk_pag_steps").set_value(10).run()
     at.button(key="atk_pag_go").click().run()
     assert not at.exception and chart(at, "Targeted l2 PGD toward each class")
     at.selectbox(key="atk_target").set_value((label + 1) % 10).run()  # another target: the attack is back
     assert not at.warning or not any("target class" in w.value for w in at.warning)
     assert chart(at, "PGD attack")
+
+
+def test_perceptually_aligned_view_shows_the_smallest_eps_of_each_target(shipped_models):
+    """The default view: each panel is the image at the smallest eps of the grid that reaches
+    its target, that eps in its title; the caption sums it up per model from the same numbers."""
+    at = attack_page()
+    at.number_input(key="atk_index").set_value(5).run()
+    assert at.radio(key="atk_pag_mode").value == "smallest"
+    at.multiselect(key="atk_pag_models_mnist-5k").set_value(["mnist-5k/standard", "mnist-5k/pgd-l2"])
+    at.text_input(key="atk_pag_grid").set_value("0, 1, 2, 3, 4, 6")
+    at.slider(key="atk_pag_search_steps").set_value(20)
+    at.run()
+    at.button(key="atk_pag_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error
+    pag = chart(at, "Targeted l2 PGD toward each class at the smallest ε")
+    assert "grid up to 6" in pag["layout"]["title"]["text"] and "test #5" in pag["layout"]["title"]["text"]
+    titles = [a["text"] for a in pag["layout"]["annotations"]]
+    assert len(titles) == 2 * 11 and titles[0] == "x"
+    per_model = {"standard": titles[1:11], "pgd-l2": titles[12:22]}
+    eps = {}
+    for name, row in per_model.items():
+        values = []
+        for t in row:
+            second = t.split("<br>")[1]
+            assert second.startswith(("ε ", "none ≤ ε 6")) and second.endswith(" %")
+            values.append(float(second.split(" ")[1]) if second.startswith("ε ") else float("nan"))
+        eps[name] = values
+    assert eps["standard"][3] == 0 and eps["pgd-l2"][3] == 0  # test #5 is a 3: reached as it is
+    # the robust model needs a larger change than the standard one, on average over the targets
+    others = [k for k in range(10) if k != 3]
+    std = np.nanmedian([eps["standard"][k] for k in others])
+    rob = np.nanmedian([eps["pgd-l2"][k] for k in others])
+    assert rob > std > 0
+    caption = [c.value for c in at.main.caption if c.value.startswith("Test #5 (label 3)")][0]
+    assert f"`standard` median ε **{std:g}**" in caption and f"`pgd-l2` median ε **{rob:g}**" in caption
+    assert {b.label for b in at.get("download_button")} >= {"PNG", "Arrays (NPZ)"}
+    # an empty grid: an error, no button
+    at.text_input(key="atk_pag_grid").set_value("abc").run()
+    assert any("ε grid: 'abc'" in e.value for e in at.error)
+    assert at.button(key="atk_pag_go").disabled

@@ -84,3 +84,15 @@ def test_pag_grid_figure():
     np.testing.assert_allclose(fig.data[1].z, imgs["m/standard"][0, 0].numpy())
     with pytest.raises(ValueError, match="same shape"):
         pag_grid_figure({"a": torch.rand(10, 1, 8, 8), "b": torch.rand(9, 1, 8, 8)})
+
+
+def test_pag_grid_figure_prints_the_smallest_eps_above_each_image():
+    imgs = {"m/standard": torch.rand(3, 1, 8, 8), "m/pgd-l2": torch.rand(3, 1, 8, 8)}
+    fig = pag_grid_figure(imgs, ["0", "1", "2"], probs={"m/standard": [1.0, 0.61, 0.3], "m/pgd-l2": [1.0, 0.7, 0.2]},
+                          eps={"m/standard": [0.0, 2.5, float("nan")], "m/pgd-l2": [0.0, 4.0, float("nan")]},
+                          eps_max=10)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["→ 0<br>ε 0 · 100 %", "→ 1<br>ε 2.5 · 61 %", "→ 2<br>none ≤ ε 10 · 30 %",
+                      "→ 0<br>ε 0 · 100 %", "→ 1<br>ε 4 · 70 %", "→ 2<br>none ≤ ε 10 · 20 %"]
+    only_eps = pag_grid_figure({"m": torch.rand(2, 1, 8, 8)}, eps={"m": [1.5, float("nan")]})
+    assert [a.text for a in only_eps.layout.annotations] == ["→ 0<br>ε 1.5", "→ 1<br>none ≤ ε max"]

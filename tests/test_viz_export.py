@@ -122,6 +122,16 @@ def test_sweep_to_npz():
     x = torch.rand(1, 1, 8, 8, generator=g)
     data = np.load(io.BytesIO(sweep_to_npz(x, imgs, range(10), {"eps": 3.0})), allow_pickle=False)
     assert data["images"].shape == (2, 10, 1, 8, 8) and list(data["classes"]) == list(range(10))
+    assert "min_eps" not in data and "probs" not in data
+    # the smallest-eps view: each target's eps (NaN: none), probabilities, the grid, what was reached
+    eps = {"m/standard": np.r_[np.full(9, 2.0), np.nan], "m/pgd": np.full(10, 4.0)}
+    probs = {n: np.full(10, 0.6) for n in imgs}
+    reached = {n: np.ones((10, 3), dtype=bool) for n in imgs}
+    data = np.load(io.BytesIO(sweep_to_npz(x, imgs, range(10), {"mode": "smallest"}, probs=probs, min_eps=eps,
+                                           eps_grid=[0.0, 2.0, 4.0], reached=reached)), allow_pickle=False)
+    assert data["min_eps"].shape == (2, 10) and np.isnan(data["min_eps"][0, 9]) and data["min_eps"][1, 0] == 4.0
+    assert data["probs"].shape == (2, 10) and data["reached"].shape == (2, 10, 3) and data["reached"].dtype == bool
+    assert list(data["eps_grid"]) == [0.0, 2.0, 4.0]
 
 
 def test_attack_to_npz():

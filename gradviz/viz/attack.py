@@ -253,6 +253,8 @@ def pag_grid_figure(
     x=None,
     classes: Optional[Sequence[int]] = None,
     probs: Optional[Mapping[str, object]] = None,
+    eps: Optional[Mapping[str, object]] = None,
+    eps_max: Optional[float] = None,
     panel_size: int = 80,
     title: Optional[str] = None,
 ) -> go.Figure:
@@ -268,6 +270,11 @@ def pag_grid_figure(
         classes: the K target classes of the columns (default 0..K-1).
         probs: model name -> (K,) the model's probability of each target class on its
             attacked image (second line of each title, in %).
+        eps: model name -> (K,) the radius each image was attacked with: the smallest eps
+            that reaches its target (:func:`gradviz.attacks.smallest_target_eps`), NaN where
+            none did. Second line of each title: ``"ε 2.5 · 61 %"``, or ``"none ≤ ε 10"`` (with
+            ``eps_max``, the grid's largest eps) where the target was not reached.
+        eps_max: the largest eps tried (for the "not reached" titles).
         panel_size: side of a panel in pixels (>= 30), default 80.
         title: figure title (None: a default; "": none).
 
@@ -292,20 +299,30 @@ def pag_grid_figure(
     x0 = chw(x, "x", channels=(1, 3)) if x is not None else None
     names = list(arrs)
     rows, cols = len(names), k_cls + (x0 is not None)
-    gap_x, gap_y = 6, 46 if probs else 30
-    top = (70 if probs else 56) + (30 if title != "" else 0)
+    two_lines = bool(probs) or bool(eps)
+    gap_x, gap_y = 6, 46 if two_lines else 30
+    top = (70 if two_lines else 56) + (30 if title != "" else 0)
     margin = dict(l=40, r=16, t=top, b=16)  # room for the model names left of each row
     plot_w = cols * panel_size + (cols - 1) * gap_x
     plot_h = rows * panel_size + (rows - 1) * gap_y
     titles = []
     for name in names:
         p = as_array(probs[name]).reshape(-1) if probs and name in probs else None
+        e = as_array(eps[name]).reshape(-1) if eps and name in eps else None
         if x0 is not None:
             titles.append("x")
         for j, c in enumerate(classes):
             t = f"→ {class_name(class_names, c)}"
+            second = []
+            if e is not None:
+                if math.isfinite(float(e[j])):
+                    second.append(f"ε {float(e[j]):g}")
+                else:
+                    second.append("none ≤ ε " + (f"{float(eps_max):g}" if eps_max is not None else "max"))
             if p is not None:
-                t += f"<br>{100 * p[j]:.0f} %"
+                second.append(f"{100 * p[j]:.0f} %")
+            if second:
+                t += "<br>" + " · ".join(second)
             titles.append(t)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
                         horizontal_spacing=gap_x / plot_w if cols > 1 else 0.0,

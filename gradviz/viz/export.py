@@ -365,21 +365,36 @@ def attack_to_npz(results: Mapping[str, "AttackResult"]) -> bytes:
 
 
 def sweep_to_npz(x: ArrayLike, images: Mapping[str, ArrayLike], classes: Sequence[int],
-                 settings: Optional[dict] = None) -> bytes:
-    """A PAG sweep (:func:`gradviz.attacks.targeted_class_sweep`) as ``.npz`` bytes: ``x``
-    (C, H, W), ``model_names`` (M,), ``classes`` (K,) int64, ``images`` (M, K, C, H, W)
-    float32 in [0, 1], ``settings`` 0-d str (JSON).
+                 settings: Optional[dict] = None, *, probs: Optional[Mapping[str, ArrayLike]] = None,
+                 min_eps: Optional[Mapping[str, ArrayLike]] = None, eps_grid: Optional[Sequence[float]] = None,
+                 reached: Optional[Mapping[str, ArrayLike]] = None) -> bytes:
+    """A PAG sweep (:func:`gradviz.attacks.targeted_class_sweep`, or the smallest-eps search
+    :func:`gradviz.attacks.smallest_target_eps`) as ``.npz`` bytes: ``x`` (C, H, W),
+    ``model_names`` (M,), ``classes`` (K,) int64, ``images`` (M, K, C, H, W) float32 in
+    [0, 1], ``settings`` 0-d str (JSON); where given, ``probs`` (M, K) the target's
+    probability, ``min_eps`` (M, K) the smallest reaching eps (NaN: none in the grid),
+    ``eps_grid`` (G,) and ``reached`` (M, K, G) bool.
 
     Raises:
         ValueError: ``x`` not one image with 1 or 3 channels.
     """
     names = list(images)
+    extra = {}
+    if probs is not None:
+        extra["probs"] = _stack(probs, names)
+    if min_eps is not None:
+        extra["min_eps"] = _stack(min_eps, names)
+    if eps_grid is not None:
+        extra["eps_grid"] = np.asarray(list(eps_grid), dtype=np.float64)
+    if reached is not None:
+        extra["reached"] = np.stack([np.asarray(reached[n], dtype=bool) for n in names])
     return _npz_bytes(
         x=chw(x, "x", channels=(1, 3)).astype(np.float32),
         model_names=np.array(names, dtype=str),
         classes=np.asarray(list(classes), dtype=np.int64),
         images=_stack(images, names, np.float32),
         settings=_json(settings),
+        **extra,
     )
 
 
