@@ -21,11 +21,14 @@ import datetime as _dt
 import json
 import os
 import pickle
+import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, BinaryIO, Optional, Union
 
 import torch
 from torch import nn
@@ -131,6 +134,39 @@ def write_card(card: ModelCard, checkpoint_path: Union[str, Path]) -> Path:
 
 
 # --------------------------------------------------------------------------- files
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+@contextmanager
+def atomic_write(path: Union[str, Path]) -> Iterator[BinaryIO]:
+    """Write ``path`` all at once: yields a binary file (a temporary file beside ``path``),
+    which replaces ``path`` (``os.replace``, after ``fsync``) when the block ends without an
+    error, with the permissions a new file gets (0o666 less the umask); on an error it is
+    removed. A reader, or a run killed at any moment, sees the old file or the new one,
+    never a part of one. The folder is created if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def save_atomic(payload: Any, path: Union[str, Path], *, tmp: Union[str, Path, None] = None) -> Path:

@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -35,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gradviz.checkpoints import gradviz_home
+from gradviz.checkpoints import atomic_write, gradviz_home
 
 _log = logging.getLogger(__name__)
 
@@ -153,20 +151,13 @@ class ChunkStore:
         folder.mkdir(parents=True, exist_ok=True)
         meta = folder / "meta.json"
         if parts is not None and not meta.is_file():
-            _write_atomic(meta, (json.dumps(parts, indent=1, sort_keys=True, default=str) + "\n").encode())
+            with atomic_write(meta) as f:
+                f.write((json.dumps(parts, indent=1, sort_keys=True, default=str) + "\n").encode())
         arrays = {k: np.asarray(v) for k, v in arrays.items()}
         payload = {**arrays, _CHECKSUM: np.array(_sha256_arrays(arrays))}
         path = folder / self._name(start, stop)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as f:
+            np.savez(f, **payload)
         return path
 
 
@@ -180,14 +171,3 @@ def _read_verified(path: Path) -> Optional[dict[str, np.ndarray]]:
     if stored is None or str(stored) != _sha256_arrays(arrays):
         return None
     return arrays
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

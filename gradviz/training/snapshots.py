@@ -25,8 +25,6 @@ The file's arrays (E = epochs + 1 snapshots, the first one of the untrained mode
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ import torch
 from torch import nn
 
 from gradviz.attribution import attribute
+from gradviz.checkpoints import atomic_write
 from gradviz.tensors import eval_mode, model_device
 from gradviz.zoo import snapshot_path  # noqa: F401  (the file beside a checkpoint; re-exported)
 
@@ -127,18 +126,11 @@ class Snapshots:
         ``os.replace``): a reader sees the previous complete file or the new one, never a
         partial one. Returns the path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, epochs=self.epochs, images=self.images, labels=self.labels, indices=self.indices,
-                         input_gradients=self.input_gradients, predictions=self.predictions,
-                         probabilities=self.probabilities, seconds=self.seconds,
-                         dataset=np.array(self.dataset), split=np.array(self.split), seed=np.array(self.seed))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as f:
+            np.savez(f, epochs=self.epochs, images=self.images, labels=self.labels, indices=self.indices,
+                     input_gradients=self.input_gradients, predictions=self.predictions,
+                     probabilities=self.probabilities, seconds=self.seconds,
+                     dataset=np.array(self.dataset), split=np.array(self.split), seed=np.array(self.seed))
         return path
 
 
