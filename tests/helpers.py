@@ -126,6 +126,15 @@ def drawn_digit(ink=0, paper=255, size: tuple[int, int] = (56, 56), mode: str = 
     return buf.getvalue()
 
 
+def plotly_values(v) -> np.ndarray:
+    """A plotly array from a figure spec: a list, or plotly.py's base64 {"dtype", "bdata"}."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
 def app_charts(at) -> dict[str, dict]:
     """The plotly figures an AppTest run drew, by title (a plain-string title too)."""
     import json

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from gradviz.ui.inequality_cache import MAX_K, parse_k_list
-from tests.helpers import app_chart as chart
+from tests.helpers import plotly_values as values, app_chart as chart
 
 TIMEOUT = 300
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -23,15 +23,6 @@ def inequality_page() -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def values(v) -> np.ndarray:
-    """A plotly array from a figure spec: a list, or plotly.py's base64 {"dtype", "bdata"}."""
-    if isinstance(v, dict) and "bdata" in v:
-        import base64
-
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v)
 
 
 def traces(spec: dict, kind: str) -> list[dict]:
@@ -52,7 +43,8 @@ def test_parse_k_list():
     assert parse_k_list("", 784) == ([], [])
 
 
-def test_inequality_page_default(shipped_models):
+def test_inequality_page_default(shipped_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))  # an empty user store: only the shipped results
     at = inequality_page()
     assert at.title[0].value == "Saliency inequality"
     assert at.expander and "What am I looking at" in at.expander[0].label
@@ -69,10 +61,16 @@ def test_inequality_page_default(shipped_models):
     titles = [a["text"] for a in spec["layout"]["annotations"]]
     assert any("standard" in t and "Gini" in t and "regional" in t for t in titles)
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["PNG", "SVG", "PDF", "HTML", "Arrays (NPZ)"]
+    assert labels[:5] == ["PNG", "SVG", "PDF", "HTML", "Arrays (NPZ)"]  # the per-image figure's
     assert any(b.label == "Compute" for b in at.button)
-    assert any("Press **Compute**" in i.value for i in at.info)  # dataset-wide waits for the button
-    assert len(at.get("plotly_chart")) == 1
+    # over the test split: the shipped models' results at the default settings ship
+    # (assets/studies) and draw at once, without computing
+    assert not any("Press **Compute**" in i.value for i in at.info)
+    assert chart(at, "Gini per test image (Integrated Gradients, 200 images)")
+    assert chart(at, "Mean Lorenz curve (200 images)")
+    assert any(m.value.startswith("**") and "of 200** test images are classified correctly" in m.value
+               for m in at.markdown)
+    assert not (tmp_path / "studies").exists()  # read, not computed
 
 
 def test_widget_changes_rerun(shipped_models):

@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from gradviz.studies import tradeoff
-from tests.helpers import app_charts
+from tests.helpers import app_charts, plotly_values
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -45,10 +45,16 @@ def test_the_tradeoff_plot_draws_from_stored_results_without_computing(tmp_path,
     at = tradeoff_page()
     charts = app_charts(at)
     plots = [s for t, s in charts.items() if t.startswith("Clean accuracy against")]
-    if not plots:  # nothing shipped for these models: the page says how to compute
-        assert any("Compute what is missing" in i.value for i in at.info)
-        return
+    assert len(plots) == 1, list(charts)
     spec = plots[0]
-    assert {tr["name"] for tr in spec["data"]} <= {"l∞ family", "l₂ family"}
-    assert any("clean accuracy" in m.value for m in at.markdown)
+    assert [tr["name"] for tr in spec["data"]] == ["l∞ family", "l₂ family"]
+    for norm, trace in zip(("linf", "l2"), spec["data"]):  # every member of each family has a point
+        assert len(plotly_values(trace["x"])) == len(tradeoff.family("mnist-5k", norm)) >= 5
+    assert sum(len(plotly_values(tr["x"])) for tr in spec["data"]) >= 8 + 2  # >= 8 models (standard is in both)
+    assert any("clean accuracy" in m.value and "rises" in m.value or "falls" in m.value for m in at.markdown)
     assert not (tmp_path / "studies").exists()  # nothing was computed into the user store
+    # another measure: the manifold distance, also stored for every member
+    at.radio(key="trade_measure").set_value("manifold").run()
+    assert not at.exception
+    spec = [s for t, s in app_charts(at).items() if t.startswith("Clean accuracy against")][0]
+    assert all(len(plotly_values(tr["x"])) >= 5 for tr in spec["data"])
