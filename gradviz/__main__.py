@@ -15,6 +15,7 @@ Examples::
     python -m gradviz study robustness --models mnist-5k/standard mnist-5k/pgd-linf --n 300 --out runs/
     python -m gradviz study inequality --models mnist-5k/standard mnist-5k/igd --n 200 --method gradient
     python -m gradviz study alignment --models mnist-5k/standard mnist-5k/lalpha --write-cards
+    torchrun --nproc_per_node 2 -m gradviz study robustness --models mnist-5k/standard --n-images 1000 --out runs/
     python -m gradviz list
 """
 
@@ -245,16 +246,27 @@ def cmd_study(args) -> int:
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Settings)
                 if getattr(args, f.name, None) is not None}
     options = {"chunk": args.chunk} if module.STUDY.chunked else {}
-    progress, close = tqdm_progress(f"study {args.study}")
+    from gradviz.studies import distributed  # torchrun: join the group; only rank 0 prints and writes
+
+    try:
+        ctx = distributed.init(args.device, args.dist_timeout) if distributed.launched() else None
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rank0 = ctx is None or ctx.is_main
+    progress, close = tqdm_progress(f"study {args.study}") if rank0 else (None, lambda: None)
     try:
         res = module.run(args.models, dataset=args.dataset, split=args.split, n=args.n, device=args.device,
                          progress=progress, store=ChunkStore(args.store) if args.store else None,
                          recompute=args.recompute, **options, **settings)
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, distributed.DistributedStudyError) as err:
         close()
-        print(f"error: {err}", file=sys.stderr)
+        if distributed.error_line(ctx, err):
+            print(distributed.error_line(ctx, err), file=sys.stderr)
         return 2
     close()
+    if not rank0:
+        return 0
     table = res.table()
     print(table.to_string(index=False))
     units = "chunks" if module.STUDY.chunked else "units"
@@ -372,8 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:  # e.g. roar_kar: retrains on the training split, scores on the test split
             one.set_defaults(split=study.splits[0])
             split = f"{study.splits[0]} split"
-        one.add_argument("--n", type=int, default=None, help=f"the first N images of the {split} (default: all)")
+        one.add_argument("--n", "--n-images", dest="n", type=int, default=None,  # torchrun takes --n as its own
+                         help=f"the first N images of the {split} (default: all; under torchrun write --n-images)")
         one.add_argument("--device", default="auto")
+        one.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                         help="under torchrun: how long a rank waits for the others before the run fails "
+                              "(default $GRADVIZ_DIST_TIMEOUT or 1800; above the slowest unit's time)")
         one.add_argument("--out", default=None, help="write DIR/NAME.csv (the table) and DIR/NAME.npz")
         unit = "chunk" if study.chunked else "unit"
         one.add_argument("--store", default=None,

@@ -16,7 +16,9 @@ and its result's ``card_metrics(name)``; ``python -m gradviz study NAME --write-
 :func:`run_study` loads the models and the data, runs ``compute`` over fixed
 image ranges of :attr:`Study.chunk` images for each model, keeps each (model, range) in the
 :class:`~gradviz.studies.store.ChunkStore` as soon as it is done, and reads back what an
-earlier (perhaps killed) run has stored.
+earlier (perhaps killed) run has stored. Under torchrun (``torch.distributed`` initialised, or
+``RANK`` / ``WORLD_SIZE`` set) the same (model, range) units are shared out over the ranks
+and gathered on rank 0 (:mod:`gradviz.studies.distributed`), with the same numbers.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 from torch import nn
 
 from gradviz.data import load_dataset
+from gradviz.studies import distributed
 from gradviz.studies.store import ChunkStore, chunk_key, data_fingerprint, file_fingerprint, model_fingerprint
 from gradviz.tensors import model_device
 from gradviz.utils import Progress, report, resolve_device
@@ -228,6 +231,11 @@ def run_study(
         compute_missing: False: compute nothing, raise :class:`NotStored` when a chunk is
             missing (what an app uses to draw stored results at once).
 
+    Under torchrun (:func:`gradviz.studies.distributed.active`), with ``compute_missing``,
+    the units missing from rank 0's store are shared out over the ranks, each on its device
+    (``"auto"``/``"cuda"``: ``cuda:LOCAL_RANK``), and gathered on rank 0; every rank returns
+    the same result (:meth:`gradviz.studies.distributed.Context.run_units`).
+
     Returns:
         ``result(...)`` with the per-image arrays concatenated over the chunks, the sums
         added up, ``settings`` = the study's settings plus dataset, split and n, and the
@@ -236,48 +244,72 @@ def run_study(
     Raises:
         ValueError: bad settings, ``n`` < 1 or ``chunk`` < 1, models as :func:`resolve_models`.
         NotStored: with ``compute_missing=False``, a chunk that is not stored.
+        gradviz.studies.distributed.DistributedStudyError: under torchrun, a rank failed or
+            did not arrive within the timeout.
     """
     if not isinstance(settings, study.settings):
         raise ValueError(f"the {study.name} study takes {study.settings.__name__} settings, not {type(settings).__name__}")
-    data = data if data is not None else load_dataset(dataset, split)
-    total = len(data.y)
-    n = total if n is None else int(n)
-    if not 1 <= n <= total:
-        raise ValueError(f"n must be in [1, {total}] (the {split} split's size), got {n}")
-    store = store if store is not None else ChunkStore()
-    resolved = resolve_models(models, device)
-    data_fp = data_fingerprint(data.x, data.y)
-    plain = settings_dict(settings)
-    size = int(chunk or study.chunk)
-    if size < 1:
-        raise ValueError(f"chunk must be >= 1 image, got {chunk}")
-    ranges = chunks(n, size)
-    steps = len(resolved) * len(ranges)
-    per_image: dict[str, dict] = {}
-    sums: dict[str, dict] = {}
-    computed = loaded = 0
-    done = 0
+    runner = distributed.context(device) if compute_missing else None  # None: no torchrun
+    with distributed.step(runner, "loading the models and the data"):
+        data = data if data is not None else load_dataset(dataset, split)
+        total = len(data.y)
+        n = total if n is None else int(n)
+        if not 1 <= n <= total:
+            raise ValueError(f"n must be in [1, {total}] (the {split} split's size), got {n}")
+        store = store if store is not None else ChunkStore()
+        resolved = resolve_models(models, device if runner is None else runner.device_for(device))
+        data_fp = data_fingerprint(data.x, data.y)
+        plain = settings_dict(settings)
+        size = int(chunk or study.chunk)
+        if size < 1:
+            raise ValueError(f"chunk must be >= 1 image, got {chunk}")
+        keys = {}
+        for name, model in resolved.items():
+            key, parts = chunk_key(study.name, study.version, model_fingerprint(model), data_fp,
+                                   {**plain, "dataset": dataset, "split": split, "chunk": size})
+            keys[name] = key, {**parts, "model_name": name}
+    # The units: (model name, start, stop), model by model, each model's ranges in order.
+    units = [(name, start, stop) for name in resolved for start, stop in chunks(n, size)]
     context = {**(context or {}), "dataset": dataset, "split": split, "data": data}
-    for name, model in resolved.items():
-        key, parts = chunk_key(study.name, study.version, model_fingerprint(model), data_fp,
-                               {**plain, "dataset": dataset, "split": split, "chunk": size})
-        parts["model_name"] = name
+
+    def load(unit):
+        return None if recompute else store.load(study.name, keys[unit[0]][0], unit[1], unit[2])
+
+    def compute(unit):
+        name, start, stop = unit
+        model = resolved[name]
         dev = model_device(model)
-        pieces: list[dict] = []
-        for start, stop in ranges:
-            arrays = None if recompute else store.load(study.name, key, start, stop)
+        x, y = data.x[start:stop].to(dev), data.y[start:stop].to(dev)
+        return {k: np.asarray(v) for k, v in study.compute(model, x, y, start, settings, context).items()}
+
+    def save(unit, arrays):
+        store.save(study.name, keys[unit[0]][0], unit[1], unit[2], arrays, keys[unit[0]][1])
+
+    def describe(unit):
+        return f"{unit[0]}: images {unit[1]}–{unit[2] - 1} of {n}"
+
+    if runner is None:
+        found, computed, loaded = [], 0, 0
+        for done, unit in enumerate(units):
+            arrays = load(unit)
             if arrays is None and not compute_missing:
-                raise NotStored(f"{study.name}: {name} has no stored result for images {start}–{stop - 1}")
+                raise NotStored(f"{study.name}: {unit[0]} has no stored result for images {unit[1]}–{unit[2] - 1}")
             if arrays is None:
-                report(progress, done / steps, f"{name}: images {start}–{stop - 1} of {n}")
-                x, y = data.x[start:stop].to(dev), data.y[start:stop].to(dev)
-                arrays = {k: np.asarray(v) for k, v in study.compute(model, x, y, start, settings, context).items()}
-                store.save(study.name, key, start, stop, arrays, parts)
+                report(progress, done / len(units), describe(unit))
+                arrays = compute(unit)
+                save(unit, arrays)
                 computed += 1
             else:
                 loaded += 1
-            pieces.append(arrays)
-            done += 1
+            found.append(arrays)
+    else:  # torchrun: the units shared out over the ranks, gathered on rank 0 (every rank gets them)
+        found, computed, loaded = runner.run_units(
+            units, load=lambda u: store.load(study.name, keys[u[0]][0], u[1], u[2]), compute=compute, save=save,
+            describe=describe, progress=progress, recompute=recompute)
+    per_image: dict[str, dict] = {}
+    sums: dict[str, dict] = {}
+    for name in resolved:
+        pieces = [arrays for unit, arrays in zip(units, found) if unit[0] == name]
         per_image[name] = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0] if not k.startswith("sum_")}
         sums[name] = {k: np.sum([p[k] for p in pieces], axis=0) for k in pieces[0] if k.startswith("sum_")}
     report(progress, 1.0, f"{study.name}: done ({computed} chunks computed, {loaded} read from the store)")
@@ -286,6 +318,7 @@ def run_study(
                   settings={**plain, "dataset": dataset, "split": split, "n_images": n},
                   computed=computed, loaded=loaded, fingerprints=fingerprints(resolved),
                   checkpoints=checkpoints(resolved))
+
 
 def fingerprints(models: dict[str, nn.Module]) -> dict[str, str]:
     """{name -> :func:`~gradviz.studies.store.model_fingerprint`} of resolved models."""

@@ -31,7 +31,9 @@ too (at its own predictions on them), as Hooker et al. do.
 killed at any moment resumes by retraining only the missing units. The key holds the
 checkpoint's content hash, the data, the recipe, the mode and q (not the whole q grid: adding
 a q reuses the others). The random baseline's units are keyed on the random seed instead of
-a model.
+a model. Under torchrun the missing units are shared out over the ranks in contiguous blocks
+(so that a rank ranks few models' pixels) and gathered on rank 0
+(:mod:`gradviz.studies.distributed`).
 
 >>> from gradviz.studies import roar_kar
 >>> res = roar_kar.run(["mnist-5k/standard", "mnist-5k/pgd-linf"])    # 2 x 10 + 10 retrainings
@@ -55,6 +57,7 @@ from torch import nn
 from gradviz.attacks import predict
 from gradviz.attribution import attribute
 from gradviz.data import ImageDataset, load_dataset
+from gradviz.studies import distributed
 from gradviz.studies.base import (ModelLike, NotStored, Study, StudyResult, card_writer, checkpoints,
                                   resolve_models, settings_dict)
 from gradviz.studies.store import ChunkStore, chunk_key, data_fingerprint, model_fingerprint
@@ -439,7 +442,8 @@ def run(models: Sequence[ModelLike], *, dataset: str = "mnist-5k", split: str = 
     train_set, test_set = train_full.subset(slice(0, n_train)), test_full.subset(slice(0, n))
     fill = channel_mean(train_full.x)
     store = store if store is not None else ChunkStore()
-    dev = resolve_device(device)
+    runner = distributed.context(device) if compute_missing else None  # torchrun: retrainings shared out
+    dev = resolve_device(device) if runner is None else runner.device_for(device)
     resolved = resolve_models(models, dev)
     if BASELINE in resolved:
         raise ValueError(f"{BASELINE!r} names the random baseline; give that model another name")
@@ -463,13 +467,14 @@ def run(models: Sequence[ModelLike], *, dataset: str = "mnist-5k", split: str = 
                      lambda: (random_scores(len(train_full), h, w, s.random_seed)[:n_train],
                               random_scores(len(test_full), h, w, s.random_seed + 1)[:n])))
 
-    # First what is stored, so the progress counts only the retrainings to do.
+    # First what is stored, so the progress counts only the retrainings to do (under torchrun
+    # rank 0 reads its store in runner.run_units).
     found: dict[tuple[str, str, int], dict] = {}
     missing = []
     for rname, rfp, rdesc, _ in rankings:
         for mode, j, q in units:
             key, parts = key_of(rfp, rdesc, mode, q)
-            arrays = None if recompute else store.load(STUDY.name, key, 0, n)
+            arrays = None if recompute or runner is not None else store.load(STUDY.name, key, 0, n)
             if arrays is None:
                 if not compute_missing:
                     raise NotStored(f"roar_kar: {_unit_message(rname, mode, q)} is not stored")
@@ -479,11 +484,14 @@ def run(models: Sequence[ModelLike], *, dataset: str = "mnist-5k", split: str = 
     loaded = len(found)
     todo = len(missing)
     cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # the ranking in use (missing is grouped by it)
-    for i, (rname, mode, j, q, key, parts) in enumerate(missing):
+
+    def retrain(unit, tell: Optional[Progress] = None) -> dict:
+        """One unit's retraining -> its arrays (``tell(fraction of the unit, message)``)."""
+        rname, mode, j, q, key, parts = unit
         scores = next(r[3] for r in rankings if r[0] == rname)
         if rname not in cache:
             cache.clear()
-            report(progress, i / todo, f"{rname}: ranking the pixels")
+            report(tell, 0.0, f"{rname}: ranking the pixels")
             cache[rname] = scores()
         train_scores, test_scores = cache[rname]
         message = _unit_message(rname, mode, q)
@@ -492,17 +500,27 @@ def run(models: Sequence[ModelLike], *, dataset: str = "mnist-5k", split: str = 
         config = TrainConfig(dataset=dataset, method="standard", arch=s.arch, epochs=int(s.epochs),
                              batch_size=int(s.batch_size), lr=float(s.lr), seed=int(s.seed), augment=False,
                              monitor=0, snapshots=0)
-        inner = (None if progress is None else
-                 lambda f, msg, i=i, message=message: report(progress, (i + f) / todo, f"{message}, {msg}"))
-        report(progress, i / todo, f"{message}, epoch 0/{s.epochs}")
+        inner = None if tell is None else (lambda f, msg: tell(f, f"{message}, {msg}"))
+        report(tell, 0.0, f"{message}, epoch 0/{s.epochs}")
         retrained, log = train(config, device=dev, progress=inner, train_set=modified)
         xs = mask_top(test_set.x, test_scores, q, mode, fill)
         correct = predict(retrained, xs.to(dev)).argmax(dim=1).cpu() == test_set.y
-        arrays = {"correct": correct.numpy(), "fill": fill.numpy(),
-                  "train_loss": np.array([e["loss"] for e in log], dtype=np.float64),
-                  "seconds": np.array([e["seconds"] for e in log], dtype=np.float64)}
-        store.save(STUDY.name, key, 0, n, arrays, parts)
-        found[(rname, mode, j)] = arrays
+        return {"correct": correct.numpy(), "fill": fill.numpy(),
+                "train_loss": np.array([e["loss"] for e in log], dtype=np.float64),
+                "seconds": np.array([e["seconds"] for e in log], dtype=np.float64)}
+
+    if runner is None:
+        for i, unit in enumerate(missing):
+            tell = None if progress is None else (lambda f, msg, i=i: report(progress, (i + f) / todo, msg))
+            arrays = retrain(unit, tell)
+            store.save(STUDY.name, unit[4], 0, n, arrays, unit[5])
+            found[unit[:3]] = arrays
+    else:  # contiguous blocks of units, so that a rank ranks few models' pixels
+        arrays_all, todo, loaded = runner.run_units(
+            missing, load=lambda u: store.load(STUDY.name, u[4], 0, n), compute=retrain,
+            save=lambda u, arrays: store.save(STUDY.name, u[4], 0, n, arrays, u[5]),
+            describe=lambda u: _unit_message(u[0], u[1], u[3]), progress=progress, recompute=recompute, blocks=True)
+        found.update({u[:3]: arrays for u, arrays in zip(missing, arrays_all)})
     report(progress, 1.0, f"roar_kar: done ({todo} retrainings, {loaded} read from the store)")
 
     def collect(rname: str) -> tuple[dict, dict]:
