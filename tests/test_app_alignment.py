@@ -131,3 +131,19 @@ def test_dataset_without_a_generator_gives_a_clear_error(shipped_models, tmp_pat
     assert not at.exception, [e.value for e in at.exception]
     assert any("No generator for the dataset 'mnist-5k'" in e.value and "train-gan" in e.value for e in at.error)
     assert not at.get("plotly_chart") and not at.button
+
+
+def test_the_shipped_results_over_the_test_split_draw_at_once(shipped_models, tmp_path, monkeypatch):
+    """At the page's defaults (standard and pgd-linf, fast projection, 300 images) the results
+    ship in assets/studies: the section draws on the first visit, computing nothing."""
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))  # an empty user store
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/alignment.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any("Press **Compute**" in i.value for i in at.info)
+    assert chart(at, "α_dx per test image (300 images")
+    table = at.dataframe[0].value
+    assert len(table) == 2 and "mean α_dx" in table.columns
+    assert not (tmp_path / "studies").exists()
