@@ -211,13 +211,14 @@ with st.expander("What gradviz measured, and why a robust model's row may barely
         "gradient, not an aligned one. Models trained against l2 attacks (`pgd-l2`), or with "
         "the PAG objective (`pag-cm`), show the effect best: compare the rows of `pgd-linf` and `pgd-l2`."
     )
-# The sidebar's models, then the dataset's l2-trained model of the largest eps and its first PAG model: they
-# show the effect.
+# The sidebar's models, then the dataset's l2-trained model and its PAG model (<dataset>/pgd-l2 and /pag-cm where
+# they exist; else the l2 one of the largest eps and the first PAG one): they show the effect.
 dataset_cards = zoo.list_models(state.dataset)
 dataset_models = [c.name for c in dataset_cards]
 extra_models = []
-l2_cards = sorted((c for c in dataset_cards if c.norm == "l2" and c.method == "pgd"), key=lambda c: -float(c.eps or 0))
-pag_cards = [c for c in dataset_cards if c.method == "pag"]
+l2_cards = sorted((c for c in dataset_cards if c.norm == "l2" and c.method == "pgd"),
+                  key=lambda c: (c.name != f"{state.dataset}/pgd-l2", -float(c.eps or 0)))
+pag_cards = sorted((c for c in dataset_cards if c.method == "pag"), key=lambda c: c.name != f"{state.dataset}/pag-cm")
 for group in (l2_cards, pag_cards):
     if group and group[0].name not in names and group[0].name not in extra_models:
         extra_models.append(group[0].name)
@@ -237,12 +238,12 @@ pag_mode = p0.radio("Show each target at", list(PAG_MODES), format_func=PAG_MODE
                          "image at the first ε where the model predicts the target. Fixed ε: the papers' view, one "
                          "large ε for every target.")
 if pag_mode == "smallest":
-    pag_grid_text = p1.text_input("ε grid (l2, pixel units)", ", ".join(f"{e:g}" for e in TARGET_EPS_GRID),
+    pag_grid_text = p1.text_input("Radii to try (l2, pixel units)", ", ".join(f"{e:g}" for e in TARGET_EPS_GRID),
                                   key="atk_pag_grid", help="Radii separated by commas. A digit's own l2 norm is "
                                                            "about 9; every radius costs one attack per class.")
     pag_grid, pag_problems = parse_eps_grid(pag_grid_text)
     for p in pag_problems:
-        st.error(f"ε grid: {p}.", icon=":material/error:")
+        st.error(f"Radii to try: {p}.", icon=":material/error:")
     pag_eps = None
 else:
     pag_eps = float(p1.slider("ε (l2, pixel units)", 0.5, 10.0, float(PAG_EPS), 0.5, key="atk_pag_eps"))

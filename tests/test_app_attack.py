@@ -232,5 +232,5 @@ def test_perceptually_aligned_view_shows_the_smallest_eps_of_each_target(shipped
     assert {b.label for b in at.get("download_button")} >= {"PNG", "Arrays (NPZ)"}
     # an empty grid: an error, no button
     at.text_input(key="atk_pag_grid").set_value("abc").run()
-    assert any("ε grid: 'abc'" in e.value for e in at.error)
+    assert any("Radii to try: 'abc'" in e.value for e in at.error)
     assert at.button(key="atk_pag_go").disabled

@@ -104,13 +104,15 @@ def test_attack_page_in_the_browser(streamlit_server, browser, shipped_models, a
         assert [n for n, m in zip(curves["names"], curves["modes"]) if m == "lines+markers"] == ["standard", "pgd-linf"]
         assert page.locator('[data-testid="stDataFrame"]').count() == 2  # the attack's table and the eps50 table
 
-        # The perceptually aligned gradients view on request, with few steps.
-        # the sweep at its defaults (l2, eps 6, 80 steps): standard, pgd-linf and pgd-l2 rows
+        # The perceptually aligned gradients view on request, at its defaults: each target at the
+        # smallest eps of the grid that reaches it (l2, 40 steps); standard, pgd-linf, pgd-l2, pag-cm rows
         page.get_by_role("button", name="Attack toward every class").click()
-        _wait_for_title(page, "Targeted l2 PGD toward each class", timeout_ms=400_000)
+        _wait_for_title(page, "Targeted l2 PGD toward each class at the smallest ε", timeout_ms=600_000)
         pag = _figure(page, "Targeted l2 PGD toward each class")
-        assert pag["n_traces"] == 3 * 11
+        assert pag["n_traces"] == 4 * 11
         assert pag["annotations"][0] == "x" and pag["annotations"][1].startswith("→ 0<br>")
+        assert all(re.match(r"→ \d<br>(ε [\d.]+|none ≤ ε 10) · \d+ %$", a) for a in pag["annotations"] if a != "x")
+        assert page.get_by_text("Smallest l2 ε that reaches a target").count() == 1
         page.locator('[data-testid="stPlotlyChart"]').last.screenshot(path=str(artifacts_dir / "attack-pag.png"))
         page.screenshot(path=str(artifacts_dir / "attack-full.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
