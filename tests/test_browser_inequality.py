@@ -102,7 +102,10 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
             timeout=120_000)
         wait_idle(page)
 
-        # Dataset-wide, on request: 100 test images, integrated gradients.
+        # Dataset-wide: the shipped results of the default settings (200 test images) are
+        # already drawn; then, on request, 100 test images.
+        page.wait_for_selector(EXAMPLES_CHART, timeout=120_000)
+        assert page.get_by_text("200 test images", exact=False).count() >= 1
         slider = page.locator(".st-key-ineq_n input[type=range]")
         for _ in range(3):  # the form may be re-rendered under the keyboard by a late rerun
             try:
@@ -116,6 +119,7 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
                 break
         assert slider.get_attribute("aria-valuetext") == "100"
         page.get_by_role("button", name="Compute").click()
+        page.wait_for_function("() => document.body.innerText.includes('100 test images')", timeout=600_000)
         page.wait_for_selector(EXAMPLES_CHART, timeout=600_000)
         wait_idle(page, timeout_ms=600_000)
         noise = page.evaluate("(sel) => document.querySelector(sel).data.map(t => t.name)", NOISE_CHART)
@@ -137,6 +141,7 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
         assert page.get_by_text("exactly 0 on black pixels").count() == 0
         assert page.locator(NOISE_CHART).count() == 0
         page.get_by_role("button", name="Compute").click()
+        page.wait_for_function("() => document.body.innerText.includes('100 test images')", timeout=600_000)
         page.wait_for_selector(EXAMPLES_CHART, timeout=600_000)
         wait_idle(page, timeout_ms=600_000)
         page.screenshot(path=str(artifacts_dir / "inequality-gradient.png"), full_page=True)
