@@ -6,7 +6,7 @@ draw gradviz.viz.gradients.gradient_grid_figure.
 
 import streamlit as st
 
-from gradviz import ui
+from gradviz import findings, ui
 from gradviz.viz.export import grid_to_npz
 from gradviz.viz.gradients import gradient_grid_figure
 
@@ -18,7 +18,11 @@ st.markdown(
     "for the target class changes when a pixel gets a little brighter**. "
     "**Red**: brighter raises the score, **blue**: brighter lowers it, white: no effect."
 )
+dataset_name = ui.sidebar_state().dataset
+measured = findings.gradients_guidance(dataset_name)  # the shipped models' cards, read now
+robustness = findings.linf_robustness(dataset_name)
 with st.expander("What am I looking at? What should I look for?", icon=":material/school:"):
+    std_e50 = (robustness.get("standard") or {}).get("eps50")
     st.markdown(
         """
 **The input gradient.** A classifier gives each class a score (a *logit*). The gradient of
@@ -26,14 +30,24 @@ that score with respect to the input image has one number per pixel: how fast th
 rises (red) or falls (blue) if that pixel alone gets brighter. It is the model's local,
 linear answer to "which pixels matter, and which way?".
 
+**What the papers found.** A *standard* network's gradient looks like noise: scattered
+pixels, many of them far from the object, and small changes along it flip the prediction
+(adversarial examples). An adversarially trained network's gradient *looks like something*,
+the object's features (Tsipras et al. 2019; Kim, Seo & Jeon): robust training makes the
+gradient perceptually aligned.
+"""
+        + (f"""
+On the shipped models the standard one does flip under small changes: its accuracy under an
+l∞ PGD attack falls to 50 % at ε {std_e50:.3f} per pixel on the 0–1 scale (its card's ε50).
+""" if std_e50 is not None else "")
+    )
+    if measured:
+        st.markdown(measured)
+    st.markdown(
+        """
 **What to look for.**
-- A *standard* network often has a gradient that looks like noise: scattered pixels, many
-  of them far from the digit. Tiny, invisible changes along it can flip the prediction
-  (adversarial examples).
-- A *robust* network, trained on PGD adversarial examples (`pgd-linf`), tends to have a
-  gradient that *looks like something*: the strokes of the digit, and the places where
-  adding or removing ink would turn it into another digit. Robust training makes the
-  gradient perceptually aligned.
+- Where does each gradient sit: scattered over the background, on the digit's strokes only,
+  or where ink would be added to turn it into another digit?
 - Compare the titles too: each model's prediction and confidence. A red title is a wrong
   prediction.
 

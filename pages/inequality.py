@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from gradviz import ui
+from gradviz import findings, ui
 from gradviz.attribution import METHODS
 from gradviz.inequality import block_sums
 from gradviz.ui.inequality_cache import (
@@ -44,6 +44,7 @@ st.markdown(
     "same over many test images, with the **inductive noise** and **occlusion** that target the "
     "top pixels (Duan et al., ICLR 2023; IGD, Chen et al.)."
 )
+measured = findings.inequality_guidance(ui.sidebar_state().dataset)  # the shipped models' cards, read now
 with st.expander("What am I looking at? What should I look for?", icon=":material/school:"):
     st.markdown(
         """
@@ -61,14 +62,21 @@ those pixels (**inductive noise**: the top-k pixels by attribution) or squares c
 them (**inductive occlusion**) may flip the prediction, a threat the l∞ ball does not
 cover. IGD trains a robust model whose gradient stays close to a standard model's, to make
 the attribution more equal again while keeping the robustness.
-
+"""
+    )
+    st.markdown(measured or "**What gradviz measured:** no shipped model card of this dataset holds inequality "
+                           "numbers (`metrics[\"inequality\"]`), so there is nothing to compare with the papers here.")
+    st.markdown(
+        """
 **What to look for.**
-- Lorenz curves: is the robust model's (`pgd-linf`) bowed further than the standard one's,
-  and the IGD model's in between? The histograms show the same over many images.
+- Lorenz curves: with the *gradient*, is the robust model's (`pgd-linf`) bowed further than
+  the standard one's, and the IGD model's in between? With integrated gradients (the default)
+  every curve stays at 0 over the black background and the models differ less. The
+  histograms show the same over many images.
 - Noise curves: a solid line (top-k pixels) above its dashed twin (k random pixels) means
-  the attribution finds the pixels that matter. Then compare the models: does the more
-  unequal one break more? Adversarial training also makes a model robust to small noise in
-  general, so on MNIST the answer can differ from the papers': judge by the numbers.
+  the attribution finds the pixels that matter; the caption under the chart says, for the
+  numbers shown, which lies above. Then compare the models: does the more unequal one break
+  more? On the shipped MNIST models it does not (above): judge by the numbers.
 """
     )
 
@@ -106,6 +114,14 @@ try:
 except ValueError as err:
     st.error(f"Regional Gini: {err}. Only the global Gini is shown.", icon=":material/error:")
     block_ok = None
+
+def noise_caption(where: dict[str, str]) -> str:
+    """Which line lies above, per model, in the words of the noise chart (solid: top-k, dashed: random)."""
+    words = {"above": "solid (top-k) above dashed (random) at every k",
+             "below": "dashed (random) above solid (top-k) at every k: noise on random pixels hurts more",
+             "equal": "solid and dashed equal", "mixed": "the lines cross", "unknown": "no image to count"}
+    return "In these numbers: " + "; ".join(f"{short_model_name(n)}: {words[w]}" for n, w in where.items()) + "."
+
 
 # ----------------------------------------------------------------------- one image
 st.header("One image", divider="gray")
@@ -219,6 +235,7 @@ elif res is not None:
                                   n_images=res.n_common,
                                   title=f"Error under inductive noise ({NOISES[noise].split(' (')[0]} {mode})")
         st.plotly_chart(nfig, width="stretch", theme=None, key="ineq_noise_chart", config=CHART_CONFIG)
+        st.caption(noise_caption(findings.noise_comparison(res.k_counts, res.inductive, res.random)))
         ui.download_buttons(nfig, res.to_npz, stem="inequality_noise", key="ineq_noise_dl", data_help=DATASET_NPZ_HELP)
     c_occ, c_examples = st.columns(2, gap="medium")
     with c_occ:
