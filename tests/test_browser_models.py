@@ -105,7 +105,7 @@ def test_models_page_train_cancel_finish(streamlit_server_home, browser, shipped
             page.screenshot(path=str(artifacts_dir / "models-pag.png"), full_page=True)
 
         # A longer run: live progress and loss curve, then cancelled.
-        _fill_form(page, name="browser-long", epochs=20, limit=400, batch=20)
+        _fill_form(page, name="browser-long", epochs=400, limit=400, batch=20)  # long enough to cancel
         page.get_by_role("button", name="Start training").click()
         page.wait_for_selector('[data-testid="stProgress"]', timeout=120_000)
         page.wait_for_function(  # the live loss chart has points
@@ -139,7 +139,9 @@ def test_models_page_train_cancel_finish(streamlit_server_home, browser, shipped
         assert page.get_by_text("Training curves: mnist-5k/browser-tiny").count() or True
         page.screenshot(path=str(artifacts_dir / "models-finished.png"), full_page=True)
         sidebar = page.locator('[data-testid="stSidebar"]')
-        sidebar.get_by_role("combobox", name=re.compile("Models")).click()
+        combo = sidebar.get_by_role("combobox", name=re.compile("Models"))
+        combo.click()
+        combo.press_sequentially("browser-tiny")  # the list is long (the eps family): filter it
         page.get_by_role("option", name=re.compile(r"browser-tiny .*yours")).wait_for(timeout=30_000)
         page.keyboard.press("Escape")
         assert not page.locator('[data-testid="stException"]').count()
