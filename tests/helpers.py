@@ -170,7 +170,10 @@ def browser_page(browser, width: int, height: int, failure_png: Path):
         yield page
         assert not errors, errors
     except Exception:
-        page.screenshot(path=str(failure_png), full_page=True)
+        try:  # the picture helps, but must not hide the failure it illustrates
+            page.screenshot(path=str(failure_png), full_page=True, timeout=60_000)
+        except Exception as shot_error:  # noqa: BLE001 - reported beside the real failure
+            print(f"no failure screenshot: {shot_error}")
         raise
     finally:
         context.close()
