@@ -747,6 +747,23 @@ PAG_EPS = 6.0
 PAG_STEPS = 80
 
 
+def _target_classes(model: nn.Module, x: torch.Tensor, classes) -> tuple[torch.Tensor, torch.Tensor, torch.device]:
+    """One image on the model's device, the target classes of a sweep (None: every class)
+    and the device. Raises ValueError for no class or a class outside [0, K)."""
+    device = model_device(model, x.device)
+    xd = x.detach().to(device)
+    with torch.no_grad(), eval_mode(model):
+        k = model(xd).shape[1]
+    if classes is None:
+        return xd, torch.arange(k), device
+    targets = torch.as_tensor(list(classes), dtype=torch.long).reshape(-1)
+    if targets.numel() == 0:
+        raise ValueError("classes must name at least one class")
+    if (targets < 0).any() or (targets >= k).any():
+        raise ValueError(f"classes must lie in [0, {k}), got {targets.tolist()}")
+    return xd, targets, device
+
+
 def targeted_class_sweep(
     model: nn.Module,
     x: torch.Tensor,
@@ -797,18 +814,7 @@ def targeted_class_sweep(
     if x.shape[0] != 1:
         raise ValueError(f"targeted_class_sweep takes one image, (C, H, W) or (1, C, H, W); got {tuple(x.shape)}")
     _check_settings(eps, norm, steps, step_size)
-    device = model_device(model, x.device)
-    xd = x.detach().to(device)
-    with torch.no_grad(), eval_mode(model):
-        k = model(xd).shape[1]
-    if classes is None:
-        targets = torch.arange(k)
-    else:
-        targets = torch.as_tensor(list(classes), dtype=torch.long).reshape(-1)
-        if targets.numel() == 0:
-            raise ValueError("classes must name at least one class")
-        if (targets < 0).any() or (targets >= k).any():
-            raise ValueError(f"classes must lie in [0, {k}), got {targets.tolist()}")
+    xd, targets, device = _target_classes(model, x, classes)
     batch = xd.expand(len(targets), *xd.shape[1:]).contiguous()
     out = pgd(model, batch, targets.to(device), eps=eps, norm=norm, steps=steps, step_size=step_size,
               random_start=False, targeted=True)
@@ -959,18 +965,7 @@ def smallest_target_eps(
         raise ValueError(f"confidence must lie in [0, 1), got {confidence}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = model_device(model, x.device)
-    xd = x.detach().to(device)
-    with torch.no_grad(), eval_mode(model):
-        k = model(xd).shape[1]
-    if classes is None:
-        targets = torch.arange(k)
-    else:
-        targets = torch.as_tensor(list(classes), dtype=torch.long).reshape(-1)
-        if targets.numel() == 0:
-            raise ValueError("classes must name at least one class")
-        if (targets < 0).any() or (targets >= k).any():
-            raise ValueError(f"classes must lie in [0, {k}), got {targets.tolist()}")
+    xd, targets, device = _target_classes(model, x, classes)
     n_k, n_g = len(targets), len(grid)
     row_target = targets.repeat_interleave(n_g).to(device)                       # (K*G,)
     row_eps = torch.as_tensor(np.tile(grid, n_k), dtype=xd.dtype, device=device)  # (K*G,)
