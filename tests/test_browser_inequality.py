@@ -139,6 +139,9 @@ def test_inequality_page_follows_widgets(streamlit_server, browser, shipped_mode
         assert after["zsum"] != pytest.approx(before["zsum"])
         assert after["lorenz"] != before["lorenz"]
         assert page.get_by_text("exactly 0 on black pixels").count() == 0
+        # The old chart stays on screen, greyed, until the rerun that the title came from ends.
+        page.wait_for_selector(NOISE_CHART, state="detached", timeout=120_000)
+        wait_idle(page)
         assert page.locator(NOISE_CHART).count() == 0
         page.get_by_role("button", name="Compute").click()
         page.wait_for_function("() => document.body.innerText.includes('100 test images')", timeout=600_000)
