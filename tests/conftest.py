@@ -70,13 +70,16 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def streamlit_server():
+def streamlit_server(tmp_path_factory):
     """A live ``streamlit run app.py`` on 127.0.0.1:<free port>; yields its base URL.
 
     Waits (up to 90 s) for /_stcore/health to answer "ok"; the server is stopped at the end
-    of the module. Its output goes to tests/artifacts/streamlit-server.log.
+    of the module. ``GRADVIZ_HOME`` is an empty temporary folder, so what the server finds
+    stored is only what ships (results an earlier run left in the user's folder would be
+    drawn instead of computed). Its output goes to tests/artifacts/streamlit-server.log.
     """
-    yield from _serve("streamlit-server.log")
+    home = tmp_path_factory.mktemp("gradviz-home")
+    yield from _serve("streamlit-server.log", env={"GRADVIZ_HOME": str(home)})
 
 
 @pytest.fixture(scope="module")
