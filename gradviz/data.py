@@ -5,8 +5,14 @@
   into 4,000 train / 1,000 test images. No download.
 * ``squares``: synthetic small / large squares in smoothed noise, generated with a fixed
   seed, with the exact residual per image in ``extras["residual"]`` (:mod:`gradviz.squares`).
-* ``mnist``, ``fashion-mnist``, ``cifar10``: read through torchvision from ``root``
-  (default ``$GRADVIZ_DATA`` or ``~/.cache/gradviz/data``); ``download=True`` fetches them.
+* ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``: read through torchvision's own
+  dataset classes from ``root`` (default ``$GRADVIZ_DATA`` or ``~/.cache/gradviz/data``),
+  never downloaded unless ``download=True``; a missing copy is named file by file.
+* ``imagenet``: only the input format (3 x 224 x 224, torchvision's 1,000 class names) for
+  ImageNet models (RobustBench's, timm's, torchvision's); its images come from an image
+  folder (:func:`load_image_folder`), not from a split held in memory.
+* A folder of images, one sub-folder per class (torchvision's ``ImageFolder`` convention),
+  through :func:`load_image_folder`, resized to a dataset's (a model's) input.
 * A user's own image (PNG/JPEG bytes or a path) through :func:`load_image`, converted to a
   model's input mode and size, with every conversion reported.
 """
@@ -16,6 +22,8 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Optional, Union
@@ -39,6 +47,40 @@ CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
 ]
+#: CIFAR-100's 100 fine labels, in label order (the ``fine_label_names`` of its ``meta`` file).
+CIFAR100_CLASSES = """
+apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can
+castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin
+elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster
+man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck
+pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk
+skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger
+tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm
+""".split()
+
+
+class _ImageNetClasses(Sequence):
+    """ImageNet-1k's 1,000 class names in label order, read from torchvision (its weights'
+    ``meta["categories"]``, shipped in the package: no download) on first use, so that
+    importing gradviz.data does not import torchvision.models."""
+
+    @functools.cached_property
+    def _names(self) -> list[str]:
+        from torchvision.models import ResNet50_Weights
+
+        return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+    def __getitem__(self, i):
+        return self._names[i]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"<ImageNet-1k's {len(self)} class names>"
 
 
 @dataclass(frozen=True)
@@ -48,10 +90,12 @@ class DatasetInfo:
     name: str
     channels: int
     size: int
-    classes: list[str]
+    classes: Sequence[str]
     description: str
     #: Whether the data ship with gradviz (no download ever needed).
     embedded: bool = False
+    #: Whether :func:`load_dataset` can hold its splits (False: images only from a folder).
+    has_splits: bool = True
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -69,6 +113,12 @@ DATASETS: dict[str, DatasetInfo] = {
         "fashion-mnist", 1, 28, FASHION_CLASSES, "Fashion-MNIST through torchvision (60k / 10k)"
     ),
     "cifar10": DatasetInfo("cifar10", 3, 32, CIFAR10_CLASSES, "CIFAR-10 through torchvision (50k / 10k)"),
+    "cifar100": DatasetInfo("cifar100", 3, 32, CIFAR100_CLASSES, "CIFAR-100 through torchvision (50k / 10k)"),
+    "imagenet": DatasetInfo(
+        "imagenet", 3, 224, _ImageNetClasses(),
+        "ImageNet-1k's input (3 x 224 x 224) and 1,000 classes; images from a folder (load_image_folder)",
+        has_splits=False,
+    ),
     "squares": DatasetInfo(
         "squares", 1, 28, ["small", "large"],
         "synthetic small / large centred squares in smoothed noise, 2,000 train / 500 test, "
@@ -138,24 +188,34 @@ def load_dataset(
     Args:
         name: ``"mnist-5k"`` (embedded, default data), ``"squares"`` (generated, seeded;
             2,000 train / 500 test, ``extras["residual"]`` holds each image's exact
-            residual), ``"mnist"``, ``"fashion-mnist"`` or ``"cifar10"``.
+            residual), ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"`` or ``"cifar100"``.
+            (``"imagenet"`` has no split here: see :func:`load_image_folder`.)
         split: ``"train"`` or ``"test"``. For mnist-5k: 4,000 / 1,000 images, 400 / 100 per
             class, drawn once with seed :data:`MNIST5K_SEED` (the same on every machine).
-        root: folder of the torchvision datasets (default :func:`default_root`); unused for
-            mnist-5k.
-        download: let torchvision download a missing dataset (needs the network).
+        root: the folder holding torchvision's local copies (default :func:`default_root`),
+            in torchvision's layout: ``root/MNIST/raw/*-ubyte``,
+            ``root/FashionMNIST/raw/*-ubyte``, ``root/cifar-10-batches-py/``,
+            ``root/cifar-100-python/``. Read by torchvision's own dataset classes, which check
+            CIFAR's files against their md5 sums (CIFAR's batches are pickles: only the
+            genuine files are unpickled). Unused for mnist-5k and squares.
+        download: let torchvision download a missing dataset (needs the network; default
+            False: nothing is downloaded).
 
     Returns:
         :class:`ImageDataset` with ``.x`` (N, C, H, W) float32 in [0, 1], ``.y`` (N,) int64
         and ``.classes`` (``"0"``..``"9"`` for the digit sets).
 
     Raises:
-        ValueError: unknown name or split.
-        FileNotFoundError: a torchvision dataset is not under ``root`` and ``download`` is off.
+        ValueError: unknown name or split; ``"imagenet"``.
+        FileNotFoundError: a torchvision dataset is not under ``root`` (or its files fail
+            torchvision's check) and ``download`` is off; the message names the missing files.
     """
     info = dataset_info(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
+    if not info.has_splits:
+        raise ValueError(f"{name} has no split gradviz holds in memory; read its images from a folder with one "
+                         "sub-folder per class: gradviz.data.load_image_folder(path, dataset=" + repr(name) + ")")
     if name == "mnist-5k":
         x, y = (t.clone() for t in _mnist5k(split))  # a copy: callers may change theirs
     elif name == "squares":
@@ -211,16 +271,41 @@ def _mnist5k(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(labels[chosen])
 
 
+_TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10",
+                        "cifar100": "CIFAR100"}
+
+
+def torchvision_files(name: str, root: Union[str, Path]) -> list[Path]:
+    """The files torchvision's dataset class for ``name`` reads (and checks) under ``root``:
+    ``root/MNIST/raw/train-images-idx3-ubyte``, ..., ``root/cifar-10-batches-py/data_batch_1``,
+    .... Raises KeyError for a dataset torchvision does not hold."""
+    from torchvision import datasets
+
+    cls = getattr(datasets, _TORCHVISION_CLASSES[name])
+    root = Path(root)
+    if hasattr(cls, "base_folder"):  # CIFAR: python pickles, md5-checked
+        files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        return [root / cls.base_folder / f for f in files]
+    return [root / cls.__name__ / "raw" / os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+
+
 def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision import datasets
 
-    cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
+    cls = getattr(datasets, _TORCHVISION_CLASSES[name])
     try:
         ds = cls(str(root), train=(split == "train"), download=download)
-    except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..."
+    except RuntimeError as err:  # torchvision: "Dataset not found [or corrupted]. You can use download=True ..."
+        expected = torchvision_files(name, root)
+        missing = [p for p in expected if not p.is_file()]
+        what = (f"missing {', '.join(str(p) for p in missing[:4])}" + (f" and {len(missing) - 4} more" if len(missing) > 4
+                                                                       else "")
+                if missing else f"the files under {expected[0].parent} are there but fail torchvision's md5 check "
+                                "(corrupt or not the original archive's)")
         raise FileNotFoundError(
-            f"{name} ({split}) is not under {root}; load it with download=True while online, "
-            f"or set GRADVIZ_DATA to a folder that holds it ({err})"
+            f"{name} ({split}) is not under {root}: {what}. Put torchvision's copy there (the folder that "
+            f"torchvision.datasets.{cls.__name__}(root, download=True) makes, e.g. on a machine that is online), "
+            "pass root=<the folder that holds it>, or set GRADVIZ_DATA to it"
         ) from err
     data = torch.as_tensor(np.asarray(ds.data))
     if data.ndim == 3:  # MNIST-like: (N, H, W) uint8
@@ -229,6 +314,122 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[tor
         x = data.permute(0, 3, 1, 2)
     y = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
     return x.float().div_(255.0).contiguous(), y
+
+
+# --------------------------------------------------------------------------- image folders
+
+#: File endings :func:`load_image_folder` reads (those :func:`load_image` decodes).
+FOLDER_EXTENSIONS = (".png", ".jpg", ".jpeg")
+#: Most images :func:`load_image_folder` holds in memory by default.
+MAX_FOLDER_IMAGES = 2000
+
+
+def _class_key(name: str) -> str:
+    return name.strip().lower().replace("_", " ").replace("-", " ")
+
+
+def _match_folder_classes(folders: list[str], classes: Sequence[str], dataset: str) -> dict[str, int]:
+    """Sub-folder name -> index into ``classes``: the class's name (case, ``_``, ``-`` and
+    spaces ignored) or its index as a number."""
+    by_name = {_class_key(c): i for i, c in enumerate(classes)}
+    mapping, unknown = {}, []
+    for folder in folders:
+        if _class_key(folder) in by_name:
+            mapping[folder] = by_name[_class_key(folder)]
+        elif folder.isdigit() and int(folder) < len(classes):
+            mapping[folder] = int(folder)
+        else:
+            unknown.append(folder)
+    if unknown:
+        shown = ", ".join(repr(str(c)) for c in list(classes)[:12]) + (", ..." if len(classes) > 12 else "")
+        raise ValueError(
+            f"sub-folder{'s' if len(unknown) > 1 else ''} {', '.join(repr(u) for u in unknown[:5])} "
+            f"name{'' if len(unknown) > 1 else 's'} no class of {dataset}: name each sub-folder after a class "
+            f"({shown}) or its index (0 to {len(classes) - 1})"
+        )
+    return mapping
+
+
+def load_image_folder(
+    root: Union[str, Path],
+    *,
+    dataset: Optional[str] = None,
+    channels: Optional[int] = None,
+    size: Optional[int] = None,
+    limit: int = MAX_FOLDER_IMAGES,
+) -> ImageDataset:
+    """A folder of PNG/JPEG images with one sub-folder per class (torchvision's
+    ``ImageFolder`` convention: ``root/<class>/<image>.png``) as an :class:`ImageDataset`.
+
+    The files are found by torchvision's own ``ImageFolder`` rules (sub-folders sorted by
+    name, files sorted within each, only :data:`FOLDER_EXTENSIONS`) and each is read with
+    :func:`load_image` (so the same size limits hold): converted to ``channels``, never
+    inverted, resized to ``size`` x ``size`` (bilinear, antialiased, aspect ratio not kept).
+
+    Args:
+        root: the folder.
+        dataset: the dataset whose models will see the images (e.g. ``"cifar10"``,
+            ``"imagenet"``): its input shape gives ``channels`` and ``size``, its classes
+            the labels: each sub-folder must be named after one of its classes (case, ``_``,
+            ``-`` and spaces ignored: ``airplane``, ``great_white_shark``) or its index
+            (``0``, ``2``). None: the sub-folders are the classes (labels 0..K-1 in sorted
+            order) and ``channels``, ``size`` must be given.
+        channels, size: override the dataset's input (1 or 3; pixels).
+        limit: read at most this many images (the first in the order above; default
+            :data:`MAX_FOLDER_IMAGES`); ``extras["skipped"]`` counts the rest.
+
+    Returns:
+        ImageDataset: x (N, channels, size, size) float32 in [0, 1], y (N,) int64, the
+        classes, ``name`` = ``dataset`` (or ``""``), ``split`` = ``"folder"``, and
+        ``extras["paths"]`` (each image's file), ``extras["notes"]`` (what was converted, with
+        how many images), ``extras["root"]``, ``extras["skipped"]``.
+
+    Raises:
+        FileNotFoundError: ``root`` is no folder, or it holds no class sub-folder with a
+            PNG/JPEG file.
+        ValueError: a sub-folder that names no class of ``dataset``; unknown ``dataset``;
+            neither ``dataset`` nor ``channels`` and ``size``; ``limit`` < 1.
+        ImageInputError: a file that is not a readable PNG/JPEG or is too large (named).
+    """
+    from torchvision.datasets.folder import find_classes, make_dataset
+
+    root = Path(root).expanduser()
+    if dataset is not None:
+        info = dataset_info(dataset)
+        channels, size = channels or info.channels, size or info.size
+    elif channels is None or size is None:
+        raise ValueError("give the dataset whose models will see the images, or both channels and size")
+    if int(limit) < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"no folder at {root}")
+    try:
+        folders, _ = find_classes(str(root))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{root} has no sub-folders: put the images in one sub-folder per class "
+                                "(root/<class>/<image>.png)") from err
+    if dataset is not None:
+        class_to_idx, classes = _match_folder_classes(folders, info.classes, dataset), list(info.classes)
+    else:
+        class_to_idx, classes = {f: i for i, f in enumerate(folders)}, list(folders)
+    samples = make_dataset(str(root), class_to_idx, extensions=FOLDER_EXTENSIONS, allow_empty=True)
+    if not samples:
+        raise FileNotFoundError(f"no PNG or JPEG file in the sub-folders of {root} ({', '.join(folders[:5])})")
+    kept = samples[: int(limit)]
+    images, notes = [], {}
+    for path, _ in kept:
+        try:
+            x, said = load_image(path, channels=channels, size=size, invert=False)
+        except ImageInputError as err:
+            raise ImageInputError(f"{path}: {err}") from err
+        images.append(x)
+        for note in said:  # one line per kind of conversion: without each image's own size or brightness
+            note = re.sub(r" \(border brightness [0-9.]+ of 1\)", "", re.sub(r"from \d+ x \d+ ", "", note))
+            notes[note] = notes.get(note, 0) + 1
+    y = torch.tensor([label for _, label in kept], dtype=torch.long)
+    extras = {"paths": [p for p, _ in kept], "root": str(root), "skipped": len(samples) - len(kept),
+              "notes": [f"{what} ({n} of {len(kept)} images)" for what, n in notes.items()]}
+    return ImageDataset(torch.cat(images), y, classes, dataset or "", "folder", extras)
 
 
 # --------------------------------------------------------------------------- user images
@@ -356,8 +557,6 @@ def load_image(
         dims = _header_size(raw)
         if dims:
             raise ImageInputError(_too_large(*dims)) from err
-        import re
-
         found = re.search(r"\((\d+) pixels\)", str(err))  # PIL: "Image size (N pixels) exceeds limit ..."
         raise ImageInputError(_too_large(None, None, int(found.group(1))) if found
                               else "the image is too large to be opened") from err

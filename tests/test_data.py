@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +47,8 @@ def test_mnist5k_is_deterministic(mnist5k):
 
 def test_unknown_dataset_and_split():
     with pytest.raises(ValueError, match="unknown dataset"):
+        data.load_dataset("imagenet-21k")
+    with pytest.raises(ValueError, match=r"imagenet has no split .*load_image_folder\(path, dataset='imagenet'\)"):
         data.load_dataset("imagenet")
     with pytest.raises(ValueError, match="unknown split"):
         data.load_dataset("mnist-5k", "validation")
@@ -78,8 +81,84 @@ def test_torchvision_cifar10_from_local_copy(tmp_path, monkeypatch):
 
 
 def test_missing_torchvision_dataset_says_how_to_get_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="download=True"):
+    with pytest.raises(FileNotFoundError, match="download=True") as err:
         data.load_dataset("mnist", "test", root=tmp_path)
+    assert f"missing {tmp_path / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'}" in str(err.value)
+    assert "GRADVIZ_DATA" in str(err.value)
+
+
+def test_cifar10_from_root_names_the_missing_batch_and_never_downloads(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+
+    make_cifar10_like(tmp_path)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda path, md5=None: Path(path).is_file())
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive",
+                        lambda *a, **k: pytest.fail("load_dataset tried to download"))
+    with pytest.raises(FileNotFoundError) as err:
+        data.load_dataset("cifar10", "test", root=tmp_path)
+    assert f"is not under {tmp_path}: missing {tmp_path / 'cifar-10-batches-py' / 'data_batch_3'}." in str(err.value)
+
+
+def test_cifar10_that_fails_the_md5_check_is_refused_with_the_reason(tmp_path):
+    make_cifar10_like(tmp_path)  # every file there, none the original archive's
+    with pytest.raises(FileNotFoundError, match="are there but fail torchvision's md5 check"):
+        data.load_dataset("cifar10", "test", root=tmp_path)
+
+
+def test_cifar100_and_imagenet_input_formats():
+    assert len(data.DATASETS["cifar100"].classes) == 100 == len(set(data.DATASETS["cifar100"].classes))
+    assert data.DATASETS["cifar100"].classes[:3] == ["apple", "aquarium_fish", "baby"]
+    info = data.dataset_info("imagenet")
+    assert info.shape == (3, 224, 224) and len(info.classes) == 1000
+    assert info.classes[0] == "tench" and list(info.classes)[-1] == "toilet tissue"
+
+
+def _image_folder(root: Path, files: dict[str, list[tuple[str, tuple[int, int], tuple]]]) -> Path:
+    for folder, images in files.items():
+        (root / folder).mkdir(parents=True)
+        for name, size, colour in images:
+            Image.new("RGB", size, colour).save(root / folder / name)
+    return root
+
+
+def test_image_folder_for_a_dataset_maps_sub_folders_to_its_classes(tmp_path):
+    root = _image_folder(tmp_path / "imgs", {
+        "cat": [("a.png", (64, 48), (255, 0, 0)), ("b.jpg", (32, 32), (0, 0, 255))],
+        "Airplane": [("c.png", (40, 40), (0, 255, 0))],
+        "9": [("d.png", (32, 32), (10, 20, 30))],
+    })
+    (root / "cat" / "notes.txt").write_text("not an image: skipped by its extension")
+    ds = data.load_image_folder(root, dataset="cifar10")
+    assert ds.x.shape == (4, 3, 32, 32) and ds.x.dtype == torch.float32 and ds.split == "folder"
+    assert ds.name == "cifar10" and ds.classes == data.CIFAR10_CLASSES
+    # torchvision's order: sub-folders sorted by name ("9", "Airplane", "cat"), files sorted
+    assert ds.y.tolist() == [9, 0, 3, 3]
+    assert [Path(p).name for p in ds.extras["paths"]] == ["d.png", "c.png", "a.png", "b.jpg"]
+    torch.testing.assert_close(ds.x[2, :, 5, 5], torch.tensor([1.0, 0.0, 0.0]))  # red, resized
+    assert "resized to 32 x 32 pixels (2 of 4 images)" in ds.extras["notes"]
+    # at 224 x 224 for ImageNet models, limited
+    big = data.load_image_folder(root, channels=3, size=224, limit=2)
+    assert big.x.shape == (2, 3, 224, 224) and big.classes == ["9", "Airplane", "cat"]
+    assert big.extras["skipped"] == 2
+
+
+def test_image_folder_refusals_are_clear(tmp_path):
+    root = _image_folder(tmp_path / "imgs", {"cat": [("a.png", (8, 8), (0, 0, 0))], "kitten": []})
+    (root / "kitten" / "k.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"sub-folder 'kitten' names no class of cifar10: name each sub-folder "
+                                         r"after a class \('airplane', 'automobile'"):
+        data.load_image_folder(root, dataset="cifar10")
+    with pytest.raises(data.ImageInputError, match=r"k\.png: the file is not an image"):
+        data.load_image_folder(root, channels=3, size=32)
+    with pytest.raises(FileNotFoundError, match="no folder at"):
+        data.load_image_folder(tmp_path / "nowhere", dataset="cifar10")
+    (tmp_path / "flat").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "flat" / "x.png")
+    with pytest.raises(FileNotFoundError, match="has no sub-folders: put the images in one sub-folder per class"):
+        data.load_image_folder(tmp_path / "flat", dataset="cifar10")
+    with pytest.raises(ValueError, match="give the dataset"):
+        data.load_image_folder(root)
 
 
 def _png(mode: str, size: tuple[int, int], color=128) -> bytes:
