@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Optional, Union
 
 import torch
@@ -41,7 +42,7 @@ from gradviz.checkpoints import (
 )
 from gradviz.checkpoints import write_card as _write_card_file
 from gradviz.data import DATASETS, dataset_info
-from gradviz.nets import ARCHITECTURES, build_model
+from gradviz.nets import ARCHITECTURES, build_model, is_external
 from gradviz.utils import resolve_device
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -135,9 +136,9 @@ def write_card(card: ModelCard) -> Path:
     return Path(card.path).with_suffix(".json")
 
 
-def _build(arch: str, dataset: str) -> nn.Module:
+def _build(arch: str, dataset: str, mean=None, std=None) -> nn.Module:
     info = dataset_info(dataset)
-    return build_model(arch, channels=info.channels, num_classes=len(info.classes), size=info.size)
+    return build_model(arch, channels=info.channels, num_classes=len(info.classes), size=info.size, mean=mean, std=std)
 
 
 def _load_state(model: nn.Module, state: dict, what: str) -> None:
@@ -206,7 +207,7 @@ def load_model(
 def _match_architecture(state: dict, arch: Optional[str], dataset: Optional[str], what: str) -> nn.Module:
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     for a in [arch] if arch else sorted(ARCHITECTURES):
-        for d in [dataset] if dataset else list(DATASETS):
+        for d in [dataset] if dataset else [d for d in DATASETS if DATASETS[d].has_splits]:
             model = _build(a, d)
             if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
                 _load_state(model, state, what)
@@ -273,37 +274,57 @@ def _fits(arch: str, dataset: str, state: dict) -> bool:
     return set(expected) == set(state) and all(tuple(state[k].shape) == tuple(v.shape) for k, v in expected.items())
 
 
-def _fit_state_dict(state: dict, dataset: str, arch: Optional[str], what: str) -> tuple[nn.Module, str]:
-    """Build the architecture for ``dataset`` and load ``state`` into it, or explain why not."""
+def _mismatch(expected: dict, state: dict, arch: str, dataset: str) -> Optional[str]:
+    """Why ``state`` does not load into a model whose state_dict is ``expected`` (None: it
+    does): other keys, another class count, another input shape."""
     info = dataset_info(dataset)
-    shape = " x ".join(str(d) for d in info.shape)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        return f"it is not a {arch} state_dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
+    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
+             if tuple(state[k].shape) != tuple(v.shape)]
+    if not wrong:
+        return None
+    last = [k for k, v in expected.items() if k.endswith("weight") and v.ndim == 2][-1:]
+    if last and tuple(state[last[0]].shape)[0] != tuple(expected[last[0]].shape)[0]:
+        return (f"it predicts {state[last[0]].shape[0]} classes, {dataset} has {len(info.classes)} "
+                f"({last[0]}: {tuple(state[last[0]].shape)} in the file, {tuple(expected[last[0]].shape)} expected)")
+    k, got, want = wrong[0]
+    return (f"it was made for another input shape than {dataset}'s {' x '.join(str(d) for d in info.shape)} "
+            f"(channels x height x width): {k} is {got} in the file, {want} expected for {arch}")
+
+
+def _fit_state_dict(state: dict, dataset: str, arch: Optional[str], what: str,
+                    mean=None, std=None) -> tuple[nn.Module, str]:
+    """Build the architecture for ``dataset`` and load ``state`` into it, or explain why not.
+    A timm / torchvision architecture is built with the normalisation ``mean``, ``std`` and
+    ``state`` loaded into its network (a DataParallel ``module.`` prefix is dropped)."""
+    if arch is not None and is_external(arch):
+        try:
+            model = _build(arch, dataset, mean, std)
+        except ImportError as err:
+            raise CheckpointError(str(err)) from err
+        if state and all(k.startswith("module.") for k in state):
+            state = {k[len("module."):]: v for k, v in state.items()}
+        problem = _mismatch(model.net.state_dict(), state, arch, dataset)
+        if problem:
+            raise CheckpointError(f"{what} does not fit {dataset}: {problem}")
+        _load_state(model.net, state, what)
+        return model, arch
     if arch is not None and arch not in ARCHITECTURES:
-        raise CheckpointError(f"unknown architecture {arch!r}: gradviz has {sorted(ARCHITECTURES)} (or 'torchscript')")
+        raise CheckpointError(f"unknown architecture {arch!r}: gradviz has {sorted(ARCHITECTURES)}, 'timm:<name>', "
+                              "'torchvision:<name>' (or 'torchscript')")
     problems = []
     for a in [arch] if arch else sorted(ARCHITECTURES):
         model = _build(a, dataset)
-        expected = model.state_dict()
-        missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
-        if missing or unexpected:
-            problems.append(f"it is not a {a} state_dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
-            continue
-        wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
-                 if tuple(state[k].shape) != tuple(v.shape)]
-        if not wrong:
+        problem = _mismatch(model.state_dict(), state, a, dataset)
+        if problem is None:
             _load_state(model, state, what)
             return model, a
-        last = [k for k, v in expected.items() if k.endswith("weight") and v.ndim == 2][-1:]
-        if last and tuple(state[last[0]].shape)[0] != tuple(expected[last[0]].shape)[0]:
-            problems.append(f"it predicts {state[last[0]].shape[0]} classes, {dataset} has {len(info.classes)} "
-                            f"({last[0]}: {tuple(state[last[0]].shape)} in the file, "
-                            f"{tuple(expected[last[0]].shape)} expected)")
-        else:
-            k, got, want = wrong[0]
-            problems.append(f"it was made for another input shape than {dataset}'s {shape} (channels x height x "
-                            f"width): {k} is {got} in the file, {want} expected for {a}")
-        other = [d for d in DATASETS if d != dataset and _fits(a, d, state)]
-        if other:
+        problems.append(problem)
+        other = [d for d in DATASETS if d != dataset and DATASETS[d].has_splits and _fits(a, d, state)]
+        if other and not problem.startswith("it is not"):
             o = dataset_info(other[0])
             problems[-1] += (f"; it fits {a} for {other[0]} ({' x '.join(str(d) for d in o.shape)}, "
                              f"{len(o.classes)} classes)")
@@ -348,6 +369,8 @@ def import_checkpoint(
     eps: float = 0.0,
     norm: Optional[str] = None,
     arch: Optional[str] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
     filename: Optional[str] = None,
     overwrite: bool = False,
     measure: bool = True,
@@ -356,7 +379,10 @@ def import_checkpoint(
     card, into the user's model folder (:func:`user_model_dir`; never ``assets/``).
 
     Accepted: a state_dict of one of gradviz's architectures (``gradviz.nets``; bare, or
-    under a ``"state_dict"`` key, or a gradviz checkpoint), read with
+    under a ``"state_dict"`` key, or a gradviz checkpoint), or of a timm or torchvision
+    architecture named by ``arch`` (``"timm:resnet18"``, ``"torchvision:resnet18"``: built
+    without pretrained weights for the dataset's channels and classes, and wrapped with the
+    ``mean``/``std`` normalisation so that it takes [0, 1] input), read with
     ``torch.load(weights_only=True)`` (a pickle that needs code is refused, nothing runs);
     or a TorchScript file, read with ``torch.jit.load`` on the CPU (it holds TorchScript,
     not pickled Python; its forward runs when checked). Either must take the dataset's
@@ -370,7 +396,12 @@ def import_checkpoint(
         name: the model name after ``<dataset>/`` (letters, digits, ``.``, ``_``, ``-``).
         method, eps, norm: what the card says about its training (the user's word; eps in
             [0, 1] pixel units; norm default ``"linf"`` when eps > 0).
-        arch: ``None`` (detect), a gradviz architecture, or ``"torchscript"``.
+        arch: ``None`` (detect among gradviz's), a gradviz architecture, ``"timm:<name>"``,
+            ``"torchvision:<name>"`` (never detected: say which), or ``"torchscript"``.
+        mean, std: for timm / torchvision architectures, the normalisation the network was
+            trained with, per channel on the [0, 1] scale (e.g. ImageNet's (0.485, 0.456,
+            0.406) and (0.229, 0.224, 0.225)); 1 value or one per channel; default 0 and 1
+            (the network takes [0, 1] input as it is). Stored in the checkpoint and the card.
         filename: the name shown in messages for bytes / uploads.
         overwrite: replace an existing user model of that name.
         measure: measure the clean accuracy on the test split for the card (when the
@@ -382,8 +413,10 @@ def import_checkpoint(
     Raises:
         CheckpointError: unreadable, unsafe (code in the pickle), too large, or not fitting
             the dataset: wrong input shape, wrong class count, not a gradviz architecture,
-            a TorchScript module that fails on the input; the message says which.
-        ValueError: unknown dataset; a bad, shipped or existing name; eps < 0.
+            a TorchScript module that fails on the input, an unknown timm / torchvision
+            name, timm not installed; the message says which.
+        ValueError: unknown dataset; a bad, shipped or existing name; eps < 0; mean/std
+            of the wrong length or std <= 0.
     """
     dataset_info(dataset)  # ValueError for an unknown dataset
     full = check_model_name(dataset, name, overwrite)
@@ -401,7 +434,12 @@ def import_checkpoint(
             model, kind = load_torchscript(tmp_path, label), TORCHSCRIPT
         else:
             payload = read_checkpoint(tmp_path)
-            model, kind = _fit_state_dict(payload["state_dict"], dataset, arch, label)
+            try:
+                model, kind = _fit_state_dict(payload["state_dict"], dataset, arch, label, mean, std)
+            except ValueError as err:  # an unknown timm / torchvision name, bad mean / std
+                if isinstance(err, CheckpointError) or not is_external(arch or ""):
+                    raise
+                raise CheckpointError(f"{label} cannot be built as {arch}: {err}") from err
     model.eval().requires_grad_(False)
     _check_outputs(model, dataset, label)
     metrics: dict = {}
@@ -411,7 +449,9 @@ def import_checkpoint(
         name=full, dataset=dataset, arch=kind, method=str(method or "unknown"), eps=eps,
         norm=(norm or "linf") if eps > 0 else None, metrics=metrics,
         training={"source": "imported", "file": label, "sha256": hashlib.sha256(data).hexdigest(),
-                  "format": "torchscript" if kind == TORCHSCRIPT else "state_dict"},
+                  "format": "torchscript" if kind == TORCHSCRIPT else "state_dict",
+                  **({"normalization": {"mean": model.normalize.mean.flatten().tolist(),
+                                        "std": model.normalize.std.flatten().tolist()}} if is_external(kind) else {})},
         command="",
     )
     path = user_model_dir() / dataset / f"{name}.pt"
