@@ -6,6 +6,10 @@ A model is a checkpoint ``<name>.pt`` with a JSON card ``<name>.json`` beside it
 types and tensors, so it loads with ``torch.load(..., weights_only=True)``; anything that
 needs more (a pickle carrying code) is refused, never executed.
 
+RobustBench's models are zoo names too, ``robustbench:<dataset>/<threat>/<name>``, from
+their local checkpoints (:mod:`gradviz.robustbench_zoo`): :func:`list_models` lists those
+present, :func:`load_model` loads them through the robustbench package.
+
 A user's own model comes in through :func:`import_checkpoint`: a state_dict of one of
 gradviz's architectures (weights_only) or a TorchScript file (card ``arch`` =
 ``"torchscript"``; loaded with ``torch.jit.load``, which runs no pickled Python), checked
@@ -42,6 +46,7 @@ from gradviz.checkpoints import (
 )
 from gradviz.checkpoints import write_card as _write_card_file
 from gradviz.data import DATASETS, dataset_info
+from gradviz import robustbench_zoo
 from gradviz.nets import ARCHITECTURES, build_model, is_external
 from gradviz.utils import resolve_device
 
@@ -61,13 +66,15 @@ def _read_card(json_path: Path, shipped: bool) -> Optional[ModelCard]:
 
 
 def list_models(dataset: Optional[str] = None, *, include_user: bool = True) -> list[ModelCard]:
-    """Model cards of the shipped models and, with ``include_user``, the user's.
+    """Model cards of the shipped models and, with ``include_user``, the user's and the
+    RobustBench checkpoints present locally (:func:`gradviz.robustbench_zoo.list_local`).
 
     Args:
         dataset: keep only models of this dataset (None: all).
 
     Returns:
-        Cards sorted shipped first, then by name; only cards whose checkpoint exists.
+        Cards sorted shipped first, then the user's by name, then RobustBench's by name;
+        only cards whose checkpoint exists.
     """
     roots = [(ASSETS_DIR, True)] + ([(user_model_dir(), False)] if include_user else [])
     cards: dict[str, ModelCard] = {}
@@ -81,7 +88,8 @@ def list_models(dataset: Optional[str] = None, *, include_user: bool = True) -> 
             if dataset is not None and card.dataset != dataset:
                 continue
             cards.setdefault(card.name, card)  # a shipped name wins over a user copy
-    return sorted(cards.values(), key=lambda c: (not c.shipped, c.name))
+    ordered = sorted(cards.values(), key=lambda c: (not c.shipped, c.name))
+    return ordered + (robustbench_zoo.list_local(dataset) if include_user else [])
 
 
 def get_card(name_or_path: Union[str, Path]) -> ModelCard:
@@ -159,7 +167,9 @@ def load_model(
     """Load a zoo model by name, or a checkpoint file by path, in eval mode.
 
     Args:
-        name_or_path: a zoo name (``"mnist-5k/pgd-linf"``, see :func:`list_models`) or a
+        name_or_path: a zoo name (``"mnist-5k/pgd-linf"``, see :func:`list_models`), a
+            RobustBench name (``"robustbench:cifar10/Linf/Standard"``, from its local
+            checkpoint; :mod:`gradviz.robustbench_zoo`), or a
             path to a ``.pt`` file: a gradviz checkpoint, or a bare state_dict of one of
             gradviz's architectures (``arch``/``dataset`` say which; when absent, every known
             architecture and dataset shape is tried and the one that fits exactly is used).
@@ -174,8 +184,12 @@ def load_model(
     Raises:
         KeyError: neither a known name nor an existing file.
         CheckpointError: unsafe, truncated or unreadable file; weights that fit no
-            architecture, or not the one the card names.
+            architecture, or not the one the card names; a RobustBench name whose checkpoint
+            is not in its model directory (the path to put it at) or without the robustbench
+            package (:func:`gradviz.robustbench_zoo.load`).
     """
+    if robustbench_zoo.is_robustbench_name(name_or_path):
+        return robustbench_zoo.load(str(name_or_path), device)
     path = Path(name_or_path)
     card = None
     if not path.is_file():
@@ -481,6 +495,9 @@ def _user_card(name: str) -> ModelCard:
     card = get_card(name)  # KeyError
     if card.shipped:
         raise ValueError(f"{name} is a shipped model: it cannot be changed or deleted (copy it first)")
+    if robustbench_zoo.is_robustbench_name(card.name):
+        raise ValueError(f"{name} is RobustBench's: its name and file follow RobustBench's model directory "
+                         f"({card.path}); change or delete the file there")
     return card
 
 
@@ -556,5 +573,5 @@ def card_summary(card: ModelCard) -> dict:
                    if "steps" in attack and "eps" in attack else ""),
         "eps50": curve.get("eps50"),
         "epochs": epochs,
-        "source": "shipped" if card.shipped else "yours",
+        "source": "shipped" if card.shipped else "RobustBench" if card.arch == "robustbench" else "yours",
     }
