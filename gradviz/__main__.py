@@ -151,6 +151,8 @@ def cmd_eval(args) -> int:
             close()
             other.append({k: result[k] for k in ("robust_accuracy", "attack", "split", "n_images")})
         metrics["other_attacks"] = other
+    if args.autoattack:
+        metrics["autoattack"] = _autoattack(args, card)
     if args.curve:
         from gradviz.training import robustness_curve
 
@@ -163,6 +165,25 @@ def cmd_eval(args) -> int:
         card.metrics = {**card.metrics, **metrics}
         zoo.write_card(card)
     return 0
+
+
+def _autoattack(args, card) -> dict:
+    """``eval --autoattack``: the AutoAttack study (stored, resumable) at the card's
+    evaluation norm and eps, on the images ``--limit`` gives; the card entry it makes."""
+    from gradviz.studies import autoattack
+    from gradviz.training import EVAL_ATTACKS
+
+    attack = EVAL_ATTACKS.get(card.dataset, EVAL_ATTACKS["mnist-5k"])
+    progress, close = tqdm_progress(f"AutoAttack {attack['norm']} eps {attack['eps']:g} {card.name}")
+    attacks = tuple(a for a in autoattack.STANDARD_ATTACKS if a in args.aa_attacks)
+    try:
+        res = autoattack.run([args.model], dataset=card.dataset, n=args.limit or None, norm=attack["norm"],
+                             eps=float(attack["eps"]), attacks=attacks, pgd_steps=attack["steps"],
+                             pgd_step_size=float(attack["step_size"]), device=args.device, progress=progress)
+    finally:
+        close()
+    command = "python -m gradviz " + " ".join(shlex.quote(a) for a in args.argv if a != "--write")
+    return {"measured_by": command, **res.card_metrics(res.model_names[0])}
 
 
 def _curve_point(curve: dict, eps: float):
@@ -231,7 +252,8 @@ def _settings_options(parser: argparse.ArgumentParser, settings_class) -> None:
         default = f.default if f.default is not dataclasses.MISSING else None
         doc = f"(default {default})" if default not in (None, "") else ""
         if "tuple" in kind:
-            parser.add_argument(opt, nargs="+", type=float if "float" in kind else int, default=None, help=doc)
+            parser.add_argument(opt, nargs="+", type=float if "float" in kind else str if "str" in kind else int,
+                                default=None, help=doc)
         elif kind == "bool":
             parser.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=doc)
         else:
@@ -294,6 +316,7 @@ def cmd_study(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gradviz.data import DATASETS
     from gradviz.nets import ARCHITECTURES
+    from gradviz.studies.autoattack import STANDARD_ATTACKS
     from gradviz.training import METHODS
     from gradviz.training.objectives import all_options
 
@@ -338,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--also", type=_norm_eps, action="append", default=[], metavar="NORM:EPS",
                    help="also the robust accuracy under PGD-40 (step 2.5 eps / 40, random start) of that norm "
                         "and radius, e.g. l2:2 (repeatable; stored as metrics['other_attacks'])")
+    e.add_argument("--autoattack", action="store_true",
+                   help="also the robust accuracy under AutoAttack (pyautoattack, standard version) at the card's "
+                        "norm and eps, with PGD on the same images (stored as metrics['autoattack']; resumable)")
+    e.add_argument("--aa-attacks", nargs="+", default=list(STANDARD_ATTACKS), choices=STANDARD_ATTACKS,
+                   metavar="ATTACK", help="AutoAttack's attacks to run (default: all four, the standard version; "
+                                          "a subset is weaker and is recorded as such)")
     e.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images only (0: all)")
     e.add_argument("--curve-limit", type=int, default=0,
                    help="the accuracy-vs-eps curve on the first N test images only (default: as --limit); its "

@@ -12,6 +12,7 @@ inequality     Gini, regional Gini, Lorenz curves, inductive noise and occlusion
 alignment      closest class, GAN residuals, alpha_dx, alpha_x (section 1)
 manifold       distance of l_2 PGD examples to the generator's range (section 4)
 roar_kar       ROAR and KAR: retrain on images with the top-ranked pixels removed or kept (4.4)
+autoattack     robust accuracy under AutoAttack beside PGD-40, per image (section 1)
 ============== ============================================================================
 
 The per-image counterpart of the gradient maps (a few chosen images, all attribution
@@ -23,18 +24,18 @@ the study: it takes split indices, because its GAN residuals share the study's r
 (keyed by split position) and its exact residuals.
 
 A study whose numbers go into the model cards has ``write_card_metrics(result, names=None, *,
-measured_by=None)`` (inequality, alignment, roar_kar).
+measured_by=None)`` (inequality, alignment, roar_kar, autoattack).
 
 From the command line: ``python -m gradviz study NAME --models A B --n N [--out DIR]
 [--write-cards]``.
 """
 
-from gradviz.studies import alignment, inequality, manifold, roar_kar, robustness
+from gradviz.studies import alignment, autoattack, inequality, manifold, roar_kar, robustness
 from gradviz.studies.base import NotStored, StudyResult, run_study
 from gradviz.studies.store import ChunkStore
 
 #: name -> study module (each with ``STUDY``, ``Settings``, ``run``).
-STUDIES = {m.STUDY.name: m for m in (robustness, inequality, alignment, manifold, roar_kar)}
+STUDIES = {m.STUDY.name: m for m in (robustness, inequality, alignment, manifold, roar_kar, autoattack)}
 
-__all__ = ["STUDIES", "ChunkStore", "NotStored", "StudyResult", "alignment", "inequality", "manifold", "roar_kar",
+__all__ = ["STUDIES", "ChunkStore", "NotStored", "StudyResult", "alignment", "autoattack", "inequality", "manifold", "roar_kar",
            "robustness", "run_study"]
