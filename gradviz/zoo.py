@@ -553,10 +553,12 @@ def snapshot_path(checkpoint: Union[str, Path]) -> Path:
 
 def card_summary(card: ModelCard) -> dict:
     """One row of the model table: name, dataset, arch, method, eps, norm, clean and robust
-    accuracy (percent, None if not measured), the attack, eps50 (from a stored curve, None
+    accuracy (percent, None if not measured), the attack, the robust accuracy under AutoAttack
+    and its attack (``eval --autoattack``; None / "" if not measured), eps50 (from a stored curve, None
     otherwise), epochs, where it comes from."""
     m = card.metrics or {}
     attack = m.get("attack") or {}
+    aa = m.get("autoattack") or {}
     curve = m.get("curve") or {}
     epochs = (card.training or {}).get("epochs")
     return {
@@ -571,6 +573,9 @@ def card_summary(card: ModelCard) -> dict:
         "robust %": round(100 * m["robust_accuracy"], 1) if m.get("robust_accuracy") is not None else None,
         "attack": (f"PGD-{attack['steps']} {attack.get('norm', '')} eps {attack['eps']:g}"
                    if "steps" in attack and "eps" in attack else ""),
+        "AutoAttack %": round(100 * aa["robust_accuracy"], 1) if aa.get("robust_accuracy") is not None else None,
+        "AutoAttack": (f"{aa['attack'].get('version', '')} {aa['attack'].get('norm', '')} eps {aa['attack']['eps']:g}, "
+                       f"{aa.get('n_images')} images" if "eps" in (aa.get("attack") or {}) else ""),
         "eps50": curve.get("eps50"),
         "epochs": epochs,
         "source": "shipped" if card.shipped else "RobustBench" if card.arch == "robustbench" else "yours",

@@ -30,7 +30,9 @@ with st.expander("What am I looking at? What should I look for?", icon=":materia
         """
 **The table.** *Clean %* is the accuracy on the test images; *robust %* the accuracy after a
 PGD attack of the radius in *attack* (each pixel may change by at most eps). Both come from
-the model's card, measured when it was made. *eps50* is the radius at which the accuracy
+the model's card, measured when it was made. *AutoAttack %* is the accuracy under AutoAttack
+at the same radius: four stronger attacks run one after another, the figure papers report.
+Where it lies below *robust %*, PGD-40 missed adversarial examples that exist. *eps50* is the radius at which the accuracy
 falls to 50 %: a single number for "how robust", measured on request.
 
 **The methods.** *standard* minimises the cross-entropy; *pgd* trains on PGD attacks (Madry
@@ -63,7 +65,12 @@ st.dataframe(
         "name": st.column_config.TextColumn("model"),
         "eps": st.column_config.NumberColumn("eps", format="%.4g", help="training radius ([0, 1] pixel units)"),
         "clean %": st.column_config.NumberColumn("clean %", format="%.1f"),
-        "robust %": st.column_config.NumberColumn("robust %", format="%.1f"),
+        "robust %": st.column_config.NumberColumn("robust %", format="%.1f", help="accuracy under the PGD attack in *attack*"),
+        "AutoAttack %": st.column_config.NumberColumn(
+            "AutoAttack %", format="%.1f",
+            help="accuracy under AutoAttack (Croce & Hein 2020), the field's yardstick: four attacks in sequence, "
+                 "never above the PGD figure on the same images; –: not measured (python -m gradviz eval NAME "
+                 "--autoattack --write)"),
         "eps50": st.column_config.TextColumn(
             "eps50", help="radius ([0, 1] pixel units) where PGD brings the accuracy to 50 %: from the card's curve, "
                           "or computed on request (below); when the curve does not cross 50 % inside its grid, "

@@ -123,3 +123,17 @@ def test_cli_eval_autoattack_writes_the_card_beside_pgd(tmp_path, monkeypatch, c
     assert aa["measured_by"].startswith("python -m gradviz eval mnist-5k/rand --autoattack")
     assert metrics["note"] == "kept" and "robust_accuracy" in metrics
     assert '"autoattack"' in capsys.readouterr().out
+
+
+def test_the_model_table_shows_autoattack_beside_pgd():
+    from gradviz import zoo
+
+    card = zoo.ModelCard(name="mnist-5k/x", dataset="mnist-5k", arch="small-cnn", method="pgd", metrics={
+        "robust_accuracy": 0.883, "attack": {"name": "PGD", "norm": "linf", "eps": 0.3, "steps": 40},
+        "autoattack": {"robust_accuracy": 0.8391, "n_images": 1000,
+                       "attack": {"name": "AutoAttack", "version": "standard", "norm": "linf", "eps": 0.3}}})
+    row = zoo.card_summary(card)
+    assert (row["robust %"], row["AutoAttack %"]) == (88.3, 83.9)
+    assert row["AutoAttack"] == "standard linf eps 0.3, 1000 images"
+    bare = zoo.card_summary(zoo.ModelCard(name="mnist-5k/y", dataset="mnist-5k", arch="small-cnn", method="standard"))
+    assert bare["AutoAttack %"] is None and bare["AutoAttack"] == ""
