@@ -15,6 +15,7 @@ Examples::
     python -m gradviz study robustness --models mnist-5k/standard mnist-5k/pgd-linf --n 300 --out runs/
     python -m gradviz study inequality --models mnist-5k/standard mnist-5k/igd --n 200 --method gradient
     python -m gradviz study alignment --models mnist-5k/standard mnist-5k/lalpha --write-cards
+    torchrun --nproc_per_node 2 -m gradviz train --method pgd --eps 0.3 --epochs 40 --batch-size 128
     torchrun --nproc_per_node 2 -m gradviz study robustness --models mnist-5k/standard --n-images 1000 --out runs/
     python -m gradviz list
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -49,18 +51,37 @@ def cmd_train(args) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    # torchrun: DistributedDataParallel over the ranks (gradviz.training.distributed); the
+    # objective is checked before joining; only rank 0 prints, evaluates and writes.
+    from gradviz.studies import distributed
+    from gradviz.training import distributed as ddp
+
+    ctx = None
+    try:
+        if distributed.launched():
+            ddp.check(config, int(os.environ["WORLD_SIZE"]))
+            ctx = distributed.init(args.device, args.dist_timeout)
+    except ValueError as err:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {err}", file=sys.stderr)
+        return 2
+    rank0 = ctx is None or ctx.is_main
     name = f"{config.dataset}/{args.name or _default_name(config)}"
     out = Path(args.out) if args.out else zoo.user_model_dir()
     path = out / f"{name}.pt"
     snapshots = snapshot_path(path)
-    progress, close = tqdm_progress(f"train {name}")
+    progress, close = tqdm_progress(f"train {name}") if rank0 else (None, lambda: None)
     try:
-        model, log = train(config, device=args.device, progress=progress, snapshot_path=snapshots)
-    except ValueError as err:  # e.g. a missing IGD teacher or L_alpha generator
+        model, log = train(config, device=args.device, progress=progress, snapshot_path=snapshots if rank0 else None,
+                           distributed=ctx is not None)
+    except (ValueError, distributed.DistributedStudyError) as err:  # e.g. a missing IGD teacher or L_alpha generator
         close()
-        print(f"error: {err}", file=sys.stderr)
+        if distributed.error_line(ctx, err):
+            print(distributed.error_line(ctx, err), file=sys.stderr)
         return 2
     close()
+    if not rank0:
+        return 0
     for entry in log:
         print("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
     metrics = {}
@@ -70,9 +91,11 @@ def cmd_train(args) -> int:
         close()
         print(f"clean accuracy {metrics['clean_accuracy']:.4f}, robust accuracy {metrics['robust_accuracy']:.4f} "
               f"under {metrics['attack']}")
+    launcher = "python -m gradviz " if ctx is None else (
+        f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', ctx.world_size)} -m gradviz ")
     card = model_card(config, name=name, log=log, metrics=metrics,
-                      command="python -m gradviz " + " ".join(shlex.quote(a) for a in args.argv),
-                      snapshot_path=snapshots)
+                      command=launcher + " ".join(shlex.quote(a) for a in args.argv),
+                      snapshot_path=snapshots, distributed=None if ctx is None else ddp.card_info(config, ctx))
     zoo.save_model(model.cpu(), card, path)
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0
@@ -313,9 +336,49 @@ def cmd_study(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from gradviz import report
+    from gradviz.studies import distributed
+    from gradviz.viz.export import StaticExportUnavailable
+
+    try:
+        ctx = distributed.init(args.device, args.dist_timeout) if distributed.launched() else None
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rank0 = ctx is None or ctx.is_main
+    # Ranks other than 0 take their share of the studies only; rank 0 draws and writes.
+    wanted = tuple(args.only or report.FIGURES)
+    include = wanted if rank0 else tuple(f for f in report.STUDY_FIGURES if f in wanted)
+    progress, close = tqdm_progress("report") if rank0 else (None, lambda: None)
+    try:
+        rep = report.build(args.dataset, device=args.device, progress=progress, include=include)
+    except (ValueError, KeyError, distributed.DistributedStudyError) as err:
+        close()
+        line = distributed.error_line(ctx, err) if ctx is not None else f"error: {err}"
+        if line:
+            print(line, file=sys.stderr)
+        return 2
+    close()
+    if not rank0:
+        return 0
+    try:
+        written = report.write(rep, args.out, formats=tuple(args.formats))
+    except StaticExportUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    counts = {v: sum(f.verdict == v for f in rep.findings) for v in report.VERDICTS}
+    print(f"{len(rep.findings)} findings: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+    for name, why in rep.skipped.items():
+        print(f"not drawn: {name} ({why})")
+    print(f"wrote {len(written)} files into {args.out} ({rep.seconds:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gradviz.data import DATASETS
     from gradviz.nets import ARCHITECTURES
+    from gradviz.report import FIGURES as report_figures
     from gradviz.studies.autoattack import STANDARD_ATTACKS
     from gradviz.training import METHODS
     from gradviz.training.objectives import all_options
@@ -339,9 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     for option, methods in all_options().values():
         t.add_argument(option.flag, type=option.type, default=None, choices=option.choices or None,
                        help=f"{', '.join(methods)}: {option.help} (default {option.describe_default()})")
-    t.add_argument("--monitor", type=int, default=None,
+    t.add_argument("--monitor", "--monitor-images", dest="monitor", type=int, default=None,  # torchrun takes --monitor
                    help="learning curves: clean (and robust) accuracy after each epoch on the first N test images "
-                        "(default 200; 0: none); never used for model selection")
+                        "(default 200; 0: none); never used for model selection; under torchrun write "
+                        "--monitor-images")
     t.add_argument("--snapshots", type=int, default=None,
                    help="keep the input gradients of K held-out test images before training and after each "
                         "epoch, beside the checkpoint as <name>.snapshots.npz (default 8; 0: none)")
@@ -351,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-eval", action="store_true", help="skip the clean / robust evaluation on the test split")
     t.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N test images only (0: all)")
     t.add_argument("--device", default="auto")
+    t.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="under torchrun: how long a rank waits for the others (joining, each step's all-reduce) "
+                        "before the run fails (default $GRADVIZ_DIST_TIMEOUT or 1800; above an epoch's monitor "
+                        "and snapshot time)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="measure clean and robust accuracy of a model")
@@ -373,6 +441,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "12 attacks cost 12 times the robust accuracy's")
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("report", help="the seed papers' key figures (PNG, PDF) and report.md from the shipped models",
+                       description="Runs the studies the figures need (stored results are read, not computed "
+                                   "again), draws each seed paper's key figure and writes report.md: gradviz's "
+                                   "numbers beside the papers', finding by finding. Also under torchrun.")
+    r.add_argument("--out", required=True, help="folder for the figures and report.md (created)")
+    r.add_argument("--dataset", default="mnist-5k", choices=sorted(DATASETS))
+    r.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"])
+    r.add_argument("--only", nargs="+", default=None, choices=report_figures, metavar="FIGURE",
+                   help=f"draw only these figures (default all: {', '.join(report_figures)}); the findings are "
+                        "always all")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--dist-timeout", type=float, default=None,
+                   metavar="SECONDS", help="under torchrun: how long a rank waits for the others before the run fails "
+                        "(default $GRADVIZ_DIST_TIMEOUT or 1800)")
+    r.set_defaults(func=cmd_report)
 
     g = sub.add_parser("train-gan", help="train a class-conditional GAN (residuals, alignment) and write it with its card")
     g.add_argument("--dataset", default="mnist-5k", choices=sorted(DATASETS))
