@@ -24,7 +24,8 @@ from gradviz import generative
 from gradviz.studies import NotStored
 from gradviz.studies import alignment as alignment_study
 from gradviz.studies.alignment import AlignmentResult, ImageAlignment
-from gradviz.ui.cache import cached_dataset, cached_models, progress_bar
+from gradviz.ui.cache import cached_dataset, cached_models, heavy_progress
+from gradviz.ui.compute import compute_slot
 from gradviz.utils import resolve_device
 
 __all__ = [
@@ -86,9 +87,11 @@ def image_alignment(
         raise ValueError(f"unknown target {target!r}: 'closest:<model>' or 'class:<k>'")
     dev = _dev(device)
     models = cached_models(model_names, str(dev), versions)
-    return alignment_study.image_alignment(
-        models, indices, what if kind == "closest" else int(what), generator=cached_generator(gen_path, gen_version),
-        dataset=dataset, split="test", data=cached_dataset(dataset, "test"), steps=steps, device=dev)
+    with compute_slot("heavy"):
+        return alignment_study.image_alignment(
+            models, indices, what if kind == "closest" else int(what),
+            generator=cached_generator(gen_path, gen_version), dataset=dataset, split="test",
+            data=cached_dataset(dataset, "test"), steps=steps, device=dev)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -132,7 +135,7 @@ def dataset_alignment(
         return found
     dev = str(_dev(device))
     models = list(cached_models(model_names, dev, versions).values())
-    with progress_bar() as progress:
+    with heavy_progress() as progress:
         alignment_study.run(models, dataset=dataset, n=max(1, min(int(n_images), len(cached_dataset(dataset, "test")))),
                             steps=steps, generator=cached_generator(gen_path, gen_version), device=dev,
                             progress=progress)

@@ -14,6 +14,7 @@ import torch
 
 from gradviz.attacks import AttackResult, accuracy_vs_eps, run_attack, target_probabilities, targeted_class_sweep
 from gradviz.ui.cache import cached_dataset, cached_model, cached_models
+from gradviz.ui.compute import compute_slot, waiting_message
 from gradviz.utils import resolve_device
 
 __all__ = ["cached_accuracy_curve", "cached_attacks", "cached_sweeps", "parse_eps_grid"]
@@ -68,8 +69,9 @@ def cached_attacks(
     the label included: the page checks that first)."""
     xt = torch.from_numpy(np.ascontiguousarray(x))
     labels = torch.tensor([int(label)])
-    return {n: run_attack(m, xt, labels, **settings, names=[image_name])
-            for n, m in cached_models(model_names, device, versions).items()}
+    models = cached_models(model_names, device, versions)
+    with compute_slot("interactive"):
+        return {n: run_attack(m, xt, labels, **settings, names=[image_name]) for n, m in models.items()}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -90,9 +92,10 @@ def cached_sweeps(
     xt = torch.from_numpy(np.ascontiguousarray(x))
     images, probs = {}, {}
     for n, m in cached_models(model_names, device, versions).items():
-        out = targeted_class_sweep(m, xt, eps=eps, steps=steps)
-        images[n] = out.cpu().numpy()
-        probs[n] = target_probabilities(m, out, torch.arange(len(out))).numpy()
+        with compute_slot("heavy"):
+            out = targeted_class_sweep(m, xt, eps=eps, steps=steps)
+            images[n] = out.cpu().numpy()
+            probs[n] = target_probabilities(m, out, torch.arange(len(out))).numpy()
     return images, probs
 
 
@@ -115,9 +118,11 @@ def cached_accuracy_curve(
     ds = cached_dataset(dataset, "test")
     model = cached_model(model_name, str(resolve_device(device)), version)
     bar = st.progress(0.0, text=f"{model_name}: starting…")
-    acc = accuracy_vs_eps(
-        model, ds.x[:n_images], ds.y[:n_images], list(eps_grid), norm=norm, steps=steps, seed=seed,
-        batch_size=250, progress=lambda f, msg: bar.progress(f, text=f"{model_name}: {msg}"),
-    )
+    with compute_slot("heavy", on_wait=lambda ahead: bar.progress(0.0, text=f"{model_name}: "
+                                                                     + waiting_message("heavy", ahead))):
+        acc = accuracy_vs_eps(
+            model, ds.x[:n_images], ds.y[:n_images], list(eps_grid), norm=norm, steps=steps, seed=seed,
+            batch_size=250, progress=lambda f, msg: bar.progress(f, text=f"{model_name}: {msg}"),
+        )
     bar.empty()
     return acc

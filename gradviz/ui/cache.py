@@ -15,9 +15,11 @@ from torch import nn
 
 from gradviz import data, zoo
 from gradviz.gradients import GradientGrid, compute_gradient_grid
+from gradviz.ui.compute import compute_slot, waiting_message
 from gradviz.utils import Progress, resolve_device
 
-__all__ = ["cached_dataset", "cached_gradient_grid", "cached_model", "load_models", "model_version", "progress_bar"]
+__all__ = ["cached_dataset", "cached_gradient_grid", "cached_model", "heavy_progress", "load_models", "model_version",
+           "progress_bar"]
 
 
 @contextmanager
@@ -41,6 +43,16 @@ def progress_bar() -> Iterator[Progress]:
     finally:
         if bar is not None:
             bar.empty()
+
+
+@contextmanager
+def heavy_progress() -> Iterator[Progress]:
+    """:func:`progress_bar` around one of the app's heavy slots
+    (:func:`gradviz.ui.compute.compute_slot`): while the work waits for a slot the bar says
+    so, updated every second (so a session that goes away, or a rerun, leaves the line)."""
+    with progress_bar() as progress:
+        with compute_slot("heavy", on_wait=lambda ahead: progress(0.0, waiting_message("heavy", ahead))):
+            yield progress
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the dataset…")
@@ -115,6 +127,7 @@ def cached_gradient_grid(
     ``compute_gradient_grid``). Raises what it raises (ValueError).
     """
     models = cached_models(model_names, device, versions)
-    return compute_gradient_grid(
-        models, torch.from_numpy(np.ascontiguousarray(x)), list(labels), names=list(names), **settings
-    )
+    with compute_slot("interactive"):
+        return compute_gradient_grid(
+            models, torch.from_numpy(np.ascontiguousarray(x)), list(labels), names=list(names), **settings
+        )

@@ -25,7 +25,8 @@ from gradviz.gradients import compute_gradient_grid
 from gradviz.studies import NotStored
 from gradviz.studies import inequality as inequality_study
 from gradviz.studies.inequality import InequalityResult
-from gradviz.ui.cache import cached_dataset, cached_models, progress_bar
+from gradviz.ui.cache import cached_dataset, cached_models, heavy_progress
+from gradviz.ui.compute import compute_slot
 from gradviz.utils import resolve_device
 
 __all__ = [
@@ -99,8 +100,9 @@ def cached_image_attributions(
     predictions)``: model name -> (1, C, H, W) float32 signed, and model name -> (class,
     probability). Raises ValueError."""
     models = cached_models(model_names, device, versions)
-    grid = compute_gradient_grid(models, torch.from_numpy(np.ascontiguousarray(x)), [int(label)], method=method,
-                                 n_steps=int(n_steps))
+    with compute_slot("interactive"):
+        grid = compute_gradient_grid(models, torch.from_numpy(np.ascontiguousarray(x)), [int(label)], method=method,
+                                     n_steps=int(n_steps))
     attrs = {n: grid.attributions[n].numpy().astype(np.float32) for n in grid.model_names}
     preds = {n: (int(grid.predictions[n][0]), float(grid.confidence(n)[0])) for n in grid.model_names}
     return attrs, preds
@@ -154,7 +156,7 @@ def dataset_inequality(
     if found is not None:
         return found
     models = cached_models(model_names, device, versions)
-    with progress_bar() as progress:
+    with heavy_progress() as progress:
         inequality_study.run(list(models.values()), dataset=dataset, n=min(int(n_images), len(cached_dataset(dataset))),
                              device=device, progress=progress, **_settings(**settings))
     return stored_inequality(model_names, device, versions, dataset, n_images, **settings)
@@ -182,9 +184,10 @@ def cached_examples(
     y = torch.tensor([int(label)], device=dev)
     images, preds, notes = {}, {}, {}
     for n, m in models.items():
-        ex = iq.perturbed_examples(m, xt, y, torch.from_numpy(attrs[n]).to(dev), k, mode=mode, noise=noise,
-                                   by_magnitude=by_magnitude, seed=seed, radii=radii, n_pixels=n_pixels,
-                                   colour=colour)
+        with compute_slot("interactive"):
+            ex = iq.perturbed_examples(m, xt, y, torch.from_numpy(attrs[n]).to(dev), k, mode=mode, noise=noise,
+                                       by_magnitude=by_magnitude, seed=seed, radii=radii, n_pixels=n_pixels,
+                                       colour=colour)
         images[n] = {v: ex.images[v][0].cpu().numpy().astype(np.float32) for v in iq.EXAMPLE_VARIANTS}
         preds[n] = {v: (int(ex.predictions[v][0]), float(ex.probabilities[v][0]))
                     for v in ("clean", *iq.EXAMPLE_VARIANTS)}

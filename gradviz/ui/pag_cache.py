@@ -14,6 +14,7 @@ import torch
 
 from gradviz.attacks import smallest_target_eps
 from gradviz.ui.cache import cached_models
+from gradviz.ui.compute import compute_slot
 
 __all__ = ["TargetEpsView", "cached_target_eps"]
 
@@ -49,7 +50,8 @@ def cached_target_eps(
     images, min_eps, probs, reached, target_probs = {}, {}, {}, {}, {}
     grid = np.asarray(eps_grid, dtype=np.float64)
     for n, model in cached_models(model_names, device, versions).items():
-        res = smallest_target_eps(model, xt, list(eps_grid), steps=int(steps))
+        with compute_slot("heavy"):
+            res = smallest_target_eps(model, xt, list(eps_grid), steps=int(steps))
         img, p = res.at_min_eps()
         images[n], probs[n] = img.numpy(), p.numpy()
         min_eps[n] = res.min_eps

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from gradviz.studies import tradeoff
-from gradviz.ui.cache import model_version, progress_bar
+from gradviz.ui.cache import heavy_progress, model_version
 
 __all__ = ["compute_family_measures", "family_names", "stored_family_measures"]
 
@@ -38,7 +38,7 @@ def stored_family_measures(names: tuple[str, ...], device: str) -> pd.DataFrame:
 def compute_family_measures(names: tuple[str, ...], device: str) -> pd.DataFrame:
     """The same, computing what is not stored (GAN projections, ROAR/KAR retrainings: long on
     a CPU) under a progress bar; a rerun stops it between two stored units."""
-    with progress_bar() as progress:
+    with heavy_progress() as progress:
         tradeoff.measures(_cards(names), compute_missing=True, device=device, progress=progress)
     _stored.clear()
     return stored_family_measures(names, device)

@@ -1,0 +1,136 @@
+"""The app's thread and concurrency policy (gradviz.ui.compute): slot pools hand out at most
+their size at once, first come first served; a waiter that is told to stop leaves the line;
+a compute section runs with the policy's torch threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from gradviz.ui import compute
+from gradviz.ui.compute import SlotPool
+
+
+def _hold(pool, started, release, log, tag):
+    with pool.slot():
+        log.append(tag)
+        started.set()
+        release.wait(10)
+
+
+def test_a_pool_runs_at_most_its_size_at_once_in_arrival_order():
+    pool = SlotPool("test", 2)
+    release = threading.Event()
+    log: list[str] = []
+    holders = []
+    for tag in ("a", "b"):
+        ev = threading.Event()
+        t = threading.Thread(target=_hold, args=(pool, ev, release, log, tag))
+        t.start()
+        assert ev.wait(5)
+        holders.append(t)
+    assert pool.running == 2
+    waiters = []
+    for tag in ("c", "d", "e"):
+        t = threading.Thread(target=_hold, args=(pool, threading.Event(), release, log, tag))
+        t.start()
+        waiters.append(t)
+        deadline = time.monotonic() + 5
+        while pool.waiting < len(waiters) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert pool.waiting == 3 and pool.running == 2 and log == ["a", "b"]
+    release.set()
+    for t in holders + waiters:
+        t.join(10)
+    assert sorted(log[2:]) == ["c", "d", "e"] and pool.running == 0 and pool.waiting == 0
+
+
+def test_first_come_first_served():
+    pool = SlotPool("test", 1)
+    order: list[int] = []
+    gate = threading.Event()
+
+    def first():
+        with pool.slot():
+            gate.wait(10)
+
+    t0 = threading.Thread(target=first)
+    t0.start()
+    while pool.running == 0:
+        time.sleep(0.01)
+    threads = []
+
+    def waiter(k):  # enters in turn and leaves at once
+        with pool.slot():
+            order.append(k)
+
+    for k in range(4):
+        t = threading.Thread(target=waiter, args=(k,))
+        t.start()
+        threads.append(t)
+        while pool.waiting < k + 1:
+            time.sleep(0.01)
+    gate.set()
+    for t in [t0, *threads]:
+        t.join(10)
+    assert order == [0, 1, 2, 3]
+
+
+def test_on_wait_reports_the_line_and_an_exception_there_leaves_it():
+    pool = SlotPool("test", 1)
+    gate = threading.Event()
+    holder = threading.Thread(target=_hold, args=(pool, threading.Event(), gate, [], "h"))
+    holder.start()
+    while pool.running == 0:
+        time.sleep(0.01)
+    seen: list[int] = []
+
+    class SessionGone(Exception):
+        pass
+
+    def on_wait(ahead):
+        seen.append(ahead)
+        if len(seen) == 3:
+            raise SessionGone
+
+    with pytest.raises(SessionGone):
+        with pool.slot(on_wait, poll_s=0.01):
+            pytest.fail("must not get the slot")
+    assert seen == [0, 0, 0]
+    assert pool.waiting == 0  # left the line
+    gate.set()
+    holder.join(10)
+    with pool.slot():  # the slot is free again: nothing leaked
+        assert pool.running == 1
+    assert pool.running == 0
+
+
+def test_compute_slot_sets_the_policys_torch_threads_in_its_thread():
+    got = {}
+
+    def run():
+        torch.set_num_threads(2)
+        with compute.compute_slot("interactive"):
+            got["inside"] = torch.get_num_threads()
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(10)
+    assert got["inside"] == compute.TORCH_THREADS
+    with pytest.raises(ValueError, match="unknown kind"):
+        with compute.compute_slot("bulk"):
+            pass
+
+
+def test_pool_sizes_follow_the_environment(monkeypatch):
+    monkeypatch.setenv("GRADVIZ_HEAVY_SLOTS", "3")
+    assert compute._env_int("GRADVIZ_HEAVY_SLOTS", 1) == 3
+    monkeypatch.setenv("GRADVIZ_HEAVY_SLOTS", "0")
+    with pytest.raises(ValueError, match="GRADVIZ_HEAVY_SLOTS"):
+        compute._env_int("GRADVIZ_HEAVY_SLOTS", 1)
+    assert compute.HEAVY_SLOTS >= 1 and compute.INTERACTIVE_SLOTS >= 1
+    with pytest.raises(ValueError):
+        SlotPool("x", 0)
