@@ -10,6 +10,11 @@ alike; prints the times and the ratio per-image / batched. Once the loop has run
 extrapolated linearly to all images and the ratio taken on the images both paths timed
 (the output says so).
 
+Its floor (issue 14): the bare forward and input-gradient backward passes that integrated
+gradients cannot avoid, ``steps`` scaled copies of each chunk's images in batches of
+``--internal-batch-size``, timed on the same chunks; the ratio batched / floor has the
+target <= 1.3x.
+
     python bench/bench_gini.py                 # 1,000 images
     python bench/bench_gini.py --n 200 --max-loop-seconds 30
 """
@@ -25,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, no install
 
+from bench._report import result  # noqa: E402
 from gradviz import data, zoo  # noqa: E402
 from gradviz.attribution import attribute  # noqa: E402
 from gradviz.inequality import dataset_gini, gini  # noqa: E402
@@ -57,8 +63,18 @@ def main() -> int:
 
     # Interleaved by chunks of --batch-size images, so that a change of load on a shared
     # machine hits both paths alike: batched call on the chunk, then the loop on the same images.
+    def bare_passes(xc, yc):
+        alphas = (torch.arange(args.steps, dtype=xc.dtype, device=xc.device) + 0.5) / args.steps
+        scaled = (alphas.view(-1, 1, 1, 1, 1) * xc.unsqueeze(0)).reshape(-1, *xc.shape[1:])
+        targets = yc.repeat(args.steps)
+        t0 = time.perf_counter()
+        for s in range(0, len(scaled), args.internal_batch_size):
+            xs = scaled[s : s + args.internal_batch_size].requires_grad_(True)
+            torch.autograd.grad(model(xs).gather(1, targets[s : s + len(xs), None]).sum(), xs)
+        return time.perf_counter() - t0
+
     batched, loop = [], []
-    t_batched = t_loop = t_batched_same = 0.0
+    t_batched = t_loop = t_batched_same = t_floor = 0.0
     for start in range(0, n, args.batch_size):
         xc, yc = x[start : start + args.batch_size], y[start : start + args.batch_size]
         t0 = time.perf_counter()
@@ -67,6 +83,7 @@ def main() -> int:
         dt = time.perf_counter() - t0
         batched.append(g)
         t_batched += dt
+        t_floor += bare_passes(xc, yc)
         if t_loop < args.max_loop_seconds:
             t0 = time.perf_counter()
             for i in range(len(xc)):
@@ -86,6 +103,12 @@ def main() -> int:
     print(f"agreement : max |Gini batched - Gini per image| = {diff:.2e} over {done} images")
     print(f"mean global Gini {batched.mean().item():.4f} (std {batched.std().item():.4f})")
     print(f"ratio per-image / batched: {t_loop / t_batched_same:.2f}x (on the {done} images both timed)")
+    floor_ratio = t_batched / t_floor
+    print(f"floor     : {t_floor:8.2f} s of bare fwd+bwd passes ({args.steps} scaled copies per image); ratio "
+          f"batched / floor = {floor_ratio:.2f}x (target <= 1.3x: {'met' if floor_ratio <= 1.3 else 'NOT met'})")
+    result("gini: batched IG + Gini / bare fwd+bwd", floor_ratio, op="<=", target=1.3,
+           what=f"{n} images, {args.steps} IG steps")
+    result("gini: per image / batched", t_loop / t_batched_same, what="speed-up over one call per image")
     return 0
 
 

@@ -8,9 +8,12 @@ Measures, in one run, on the shipped mnist-5k models:
    compared with is the bare minimum the grid needs, measured in the same run: one forward
    and one input-gradient backward pass per model on the same 8 images.
 2. batched attribution over the 1,000 test images (``gradviz.attribution.attribute``, one
-   call) against a captum ``Saliency`` call per image; target: batched at least 20x faster.
+   call) against its floor, the bare forward and input-gradient backward pass of the same
+   batch (issue 14: target <= 1.3x), and against a captum ``Saliency`` call per image
+   (timed on ``--per-image-n`` images, extrapolated; on this small network per-image captum
+   is cheap, so that ratio is printed but not a target any more).
 
-Run: ``python bench/bench_gradients.py [--device cpu|cuda] [--repeats 7]``.
+Run: ``python bench/bench_gradients.py [--device cpu|cuda] [--repeats 7] [--per-image-n 1000]``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._report import result  # noqa: E402
 from gradviz import attribution, data, zoo  # noqa: E402
 from gradviz.gradients import compute_gradient_grid  # noqa: E402
 from gradviz.utils import resolve_device  # noqa: E402
@@ -51,6 +55,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--per-image-n", type=int, default=1000, help="images of the per-image captum loop")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -72,25 +77,46 @@ def main() -> int:
     print(f"grid, 8 images x 2 models: {grid_s * 1e3:.1f} ms (target < 300 ms: "
           f"{'met' if grid_s < 0.3 else 'NOT met'}); bare fwd+bwd {bare_s * 1e3:.1f} ms; "
           f"overhead ratio grid / bare = {grid_s / bare_s:.2f}")
+    result("gradients: grid 8x2 / bare fwd+bwd", grid_s / bare_s, what="page grid vs its passes")
 
     # 2. batched attribution over the test split against one captum call per image
     from captum.attr import Saliency
 
     model = models["mnist-5k/pgd-linf"]
     x, y = test.x.to(device), test.y.to(device)
-    batched_s = timed(lambda: attribution.attribute(model, x, y, "gradient"), max(3, args.repeats // 2), device)
+    reps = max(3, args.repeats // 2)
+
+    def bare_batch():
+        xg = x.clone().requires_grad_(True)
+        torch.autograd.grad(model(xg).gather(1, y[:, None]).sum(), xg)
+
+    # interleaved, so that a change of load on a shared machine hits both alike
+    batched_times, floor_times = [], []
+    for _ in range(reps):
+        batched_times.append(timed(lambda: attribution.attribute(model, x, y, "gradient"), 1, device))
+        floor_times.append(timed(bare_batch, 1, device))
+    batched_s, floor_s = statistics.median(batched_times), statistics.median(floor_times)
+    floor_ratio = batched_s / floor_s
+    print(f"attribution over {len(x)} test images: batched {batched_s * 1e3:.1f} ms, bare fwd+bwd of the same batch "
+          f"{floor_s * 1e3:.1f} ms; ratio batched / bare = {floor_ratio:.2f}x (target <= 1.3x: "
+          f"{'met' if floor_ratio <= 1.3 else 'NOT met'})")
+    result("gradients: batched attribution / bare fwd+bwd", floor_ratio, op="<=", target=1.3,
+           what=f"{len(x)} images, one call vs its floor")
+
     saliency = Saliency(model)
+    n_ref = max(1, min(args.per_image_n, len(x)))
 
     def per_image():
         return torch.cat([saliency.attribute(x[i : i + 1].clone().requires_grad_(True), target=int(y[i]), abs=False)
-                          for i in range(len(x))])
+                          for i in range(n_ref)])
 
-    per_image_s = timed(per_image, 1, device)
-    same = torch.allclose(attribution.attribute(model, x, y, "gradient"), per_image(), atol=1e-5)
+    per_image_s = timed(per_image, 1, device) * len(x) / n_ref
+    same = torch.allclose(attribution.attribute(model, x[:n_ref], y[:n_ref], "gradient"), per_image(), atol=1e-5)
     ratio = per_image_s / batched_s
+    extrapolated = f" (timed on {n_ref}, extrapolated)" if n_ref < len(x) else ""
     print(f"attribution over {len(x)} test images: batched {batched_s * 1e3:.1f} ms, captum per image "
-          f"{per_image_s * 1e3:.1f} ms; speed-up ratio = {ratio:.1f}x (target >= 20x: "
-          f"{'met' if ratio >= 20 else 'NOT met'}); same maps: {same}")
+          f"{per_image_s * 1e3:.1f} ms{extrapolated}; speed-up ratio = {ratio:.1f}x; same maps: {same}")
+    result("gradients: captum per image / batched", ratio, what="speed-up over one call per image")
     return 0
 
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._report import result  # noqa: E402
 from gradviz.nets import build_model  # noqa: E402
 from gradviz.training import PGDObjective, class_log_prob_gradients  # noqa: E402
 
@@ -99,6 +100,8 @@ def main() -> int:
                      ("B", "is_grads_batched"), ("P", "PGD-10 training step")):
         print(f"{label:24s} {med[k]:.3f} s")
     print(f"L / R = {med['L'] / med['R']:.2f}, B / R = {med['B'] / med['R']:.2f}, P / R = {med['P'] / med['R']:.2f}")
+    result("pag: K grad calls / replication", med["L"] / med["R"], op=">=", target=1.0, what="PAG's K gradients")
+    result("pag: is_grads_batched / replication", med["B"] / med["R"], op=">=", target=1.0, what="PAG's K gradients")
     return 0 if med["R"] <= min(med["L"], med["B"]) else 1
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._report import result  # noqa: E402
 from gradviz import attacks, data, zoo  # noqa: E402
 
 
@@ -111,6 +112,8 @@ def main(argv=None) -> int:
     ok_ta, ok_fb = r_ta >= 1.0, r_fb <= 1.15
     print(f"ratio torchattacks / gradviz          = {r_ta:.3f}  (target >= 1.0: {'OK' if ok_ta else 'MISSED'})")
     print(f"ratio gradviz / (steps x fwd+bwd)     = {r_fb:.3f}  (target <= 1.15: {'OK' if ok_fb else 'MISSED'})")
+    result("pgd: torchattacks / gradviz", r_ta, op=">=", target=1.0, what=f"batch {len(x)}, {steps} steps")
+    result("pgd: gradviz / bare fwd+bwd", r_fb, op="<=", target=1.15, what=f"batch {len(x)}, {steps} steps")
     return 0 if (ok_ta and ok_fb) else 1
 
 
