@@ -269,6 +269,46 @@ def _draw_job(job: jobs.TrainingJob) -> None:
 # ----------------------------------------------------------------------------- import
 
 
+#: Architectures from other libraries in the import form: choice -> label.
+_LIBRARIES = {"timm:": "timm (by name)", "torchvision:": "torchvision (by name)"}
+#: The normalisation the form proposes per input: ImageNet's for 224 x 224 colour models,
+#: CIFAR's for 32 x 32 colour ones, MNIST's for grayscale.
+_USUAL_STATS = {(3, 224): ("0.485, 0.456, 0.406", "0.229, 0.224, 0.225"),
+                (3, 32): ("0.4914, 0.4822, 0.4465", "0.2470, 0.2435, 0.2616"),
+                (1, 28): ("0.1307", "0.3081")}
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"{what} must be numbers separated by commas, got {text!r}") from None
+
+
+def _library_fields(prefix: str, dataset: str) -> tuple[str, object, object]:
+    """The timm / torchvision name and the normalisation; returns (arch, mean, std), where
+    mean and std are lists of floats, or the text itself when it does not parse (the import
+    then says why)."""
+    info = DATASETS[dataset]
+    usual = _USUAL_STATS.get((info.channels, info.size), ("0", "1"))
+    a, b, c = st.columns(3)
+    library = prefix.rstrip(":")
+    net = a.text_input(f"{library} architecture name", value="resnet18", key=f"models_import_{library}_name",
+                       help="Built without pretrained weights for the dataset's channels and classes; the checkpoint's "
+                            "state_dict is loaded into it with weights_only=True.")
+    mean = b.text_input("Normalisation mean (per channel, [0, 1] scale)", value=usual[0],
+                        key=f"models_import_mean::{dataset}",
+                        help="What the network subtracts from [0, 1] images in training; gradviz wraps it so that it "
+                             "takes [0, 1] images like every other model. 0: none.")
+    std = c.text_input("Normalisation std", value=usual[1], key=f"models_import_std::{dataset}",
+                       help="What it divides by after subtracting the mean. 1: none.")
+    try:
+        return prefix + net.strip(), _numbers(mean, "the mean"), _numbers(std, "the std")
+    except ValueError as err:
+        st.error(str(err), icon=":material/error:")
+        return prefix + net.strip(), [], []
+
+
 def import_panel() -> None:
     """Upload (or name a file on this machine) a state_dict or TorchScript checkpoint; it is
     checked against the dataset and saved with an editable card."""
@@ -279,9 +319,12 @@ def import_panel() -> None:
         path = st.text_input("…or a path on the machine that runs gradviz", key="models_import_path")
         a, b, c = st.columns(3)
         dataset = a.selectbox("Dataset it classifies", list(DATASETS), key="models_import_dataset")
-        arch = b.selectbox("Architecture", ["detect", *sorted(ARCHITECTURES), zoo.TORCHSCRIPT],
-                           key="models_import_arch")
+        arch = b.selectbox("Architecture", ["detect", *sorted(ARCHITECTURES), *_LIBRARIES, zoo.TORCHSCRIPT],
+                           format_func=lambda v: _LIBRARIES.get(v, v), key="models_import_arch")
         name = c.text_input("Model name", value="my-model", key="models_import_name")
+        mean = std = None
+        if arch in _LIBRARIES:
+            arch, mean, std = _library_fields(arch, dataset)
         a, b, c = st.columns(3)
         method = a.text_input("Training method (your word)", value="unknown", key="models_import_method")
         eps = b.number_input("Training eps ([0, 1] pixels, 0: none)", 0.0, 1.0, 0.0, step=0.01, format="%.4f",
@@ -293,7 +336,7 @@ def import_panel() -> None:
             try:
                 with st.spinner("Checking the checkpoint…"):
                     card = zoo.import_checkpoint(source, dataset=dataset, name=name.strip(), method=method.strip(),
-                                                 eps=eps, arch=None if arch == "detect" else arch,
+                                                 eps=eps, arch=None if arch == "detect" else arch, mean=mean, std=std,
                                                  overwrite=overwrite)
             except (zoo.CheckpointError, ValueError, TypeError) as err:
                 st.error(f"Not imported: {err}", icon=":material/error:")

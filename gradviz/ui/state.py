@@ -40,11 +40,14 @@ class SidebarState:
         dataset: dataset name (a key of :data:`gradviz.data.DATASETS`).
         models: zoo names of the selected models, in the order chosen.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        image_folder: a folder of images, one sub-folder per class, shown instead of the
+            dataset's test split (``""``: the test split; :func:`gradviz.data.load_image_folder`).
     """
 
     dataset: str = DEFAULT_DATASET
     models: tuple[str, ...] = DEFAULT_MODELS
     device: str = "auto"
+    image_folder: str = ""
 
 
 def available_datasets() -> list[str]:
@@ -58,7 +61,7 @@ def _model_label(card: zoo.ModelCard) -> str:
     label = short_model_name(card.name)
     if card.eps:
         label += f" (ε {card.eps:g})"
-    return label + ("" if card.shipped else " · yours")
+    return label + ("" if card.shipped else " · RobustBench" if card.arch == "robustbench" else " · yours")
 
 
 def _model_caption(card: zoo.ModelCard) -> str:
@@ -104,12 +107,22 @@ def draw_sidebar() -> SidebarState:
                        f"`python -m gradviz train --dataset {dataset}`.")
         for n in models:
             st.caption(_model_caption(cards[n]))
+        info = DATASETS[dataset]
+        folder = st.text_input(
+            "Image folder" + ("" if not info.has_splits else " (optional)"), key=f"gv_folder::{dataset}",
+            placeholder="/path/to/images" if not info.has_splits else "empty: the test split",
+            help=f"A folder with one sub-folder per class, named after {dataset}'s classes or their indices "
+                 f"(torchvision's ImageFolder convention); its PNG/JPEG images are resized to "
+                 f"{info.size} x {info.size}. The pages' images then come from it"
+                 + ("." if not info.has_splits else " instead of the test split (dataset-wide studies still use the "
+                                                    "test split)."),
+        ).strip()
         devices = available_devices()
         device = st.selectbox(
             "Device", devices, key="gv_device",
             help="'auto' uses the GPU when torch sees one, else the CPU.",
         )
-    state = SidebarState(dataset=dataset, models=tuple(models), device=device)
+    state = SidebarState(dataset=dataset, models=tuple(models), device=device, image_folder=folder)
     st.session_state[_STATE_KEY] = state
     return state
 

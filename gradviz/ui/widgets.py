@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
@@ -166,8 +167,10 @@ def image_picker(ds: ImageDataset, *, key: str) -> ImageChoice:
         indices = pick_indices(n_total, mode, n=int(n), seed=int(seed), labels=ds.y,
                                class_index=class_index)
     idx = torch.as_tensor(indices, dtype=torch.long)
+    paths = ds.extras.get("paths") if split == "folder" else None
     return ImageChoice(
-        ds.x[idx], ds.y[idx].tolist(), [f"{split} #{i}" for i in indices], indices,
+        ds.x[idx], ds.y[idx].tolist(), [f"{Path(paths[i]).name} (#{i})" if paths else f"{split} #{i}" for i in indices],
+        indices,
         errors=[f"Indices: {p}." for p in problems],
     )
 
