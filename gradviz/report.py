@@ -383,10 +383,10 @@ def _gradients_figure(dataset: str, device) -> Optional[ReportFigure]:
         return None
     ds = load_dataset(dataset, "test")
     picks = snapshot_indices(ds.y, 6, seed=0)
-    models = {n: zoo.load_model(n, device=device) for n in names}
+    models = {n.split("/")[-1]: zoo.load_model(n, device=device) for n in names}
     grid = compute_gradient_grid(models, ds.x[picks], ds.y[picks], method="gradient",
-                                 names=[f"test #{i}" for i in picks])
-    fig = gradient_grid_figure(grid, ds.classes, panel_size=90, title="Input gradients of the true class's logit")
+                                 names=[f"#{i}" for i in picks])
+    fig = gradient_grid_figure(grid, ds.classes, panel_size=140, title="Input gradients of the true class's logit")
     return ReportFigure("gradients", "", "The gradient of the true class's logit per model (columns) and test "
                         "image (rows), each panel scaled to its own largest |value|.", fig)
 

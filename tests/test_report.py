@@ -90,3 +90,15 @@ def test_cli_report_writes_figures_and_markdown_from_stored_results(tmp_path, mo
     assert "| `pgd-linf` |" in md  # the models table
     assert "findings:" in printed and "wrote" in printed
     assert not (tmp_path / "home" / "studies").exists() or not any((tmp_path / "home" / "studies").rglob("*.npz"))
+
+
+def test_the_studies_of_the_report_ship_so_a_fresh_clone_computes_none(tmp_path, monkeypatch, shipped_models):
+    from gradviz.studies import alignment, inequality
+
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))  # an empty user store: only assets/studies
+    names = [f"mnist-5k/{n}" for n in report.ALIGNMENT_MODELS]
+    res = alignment.run(names, n=report.ALIGNMENT_N, device="cpu", compute_missing=False)
+    assert res.loaded == len(names) and res.computed == 0
+    names = [f"mnist-5k/{n}" for n in report.INEQUALITY_MODELS]
+    res = inequality.run(names, n=report.INEQUALITY_N, device="cpu", method="gradient", compute_missing=False)
+    assert res.computed == 0

@@ -164,7 +164,7 @@ def agr_diagnostics_figure(log: Sequence[dict], *, start_epoch: Optional[int] = 
         ("agr_gop_rate", "GOP rate (cos <= 0)", "#ff7f0e", 1),
         ("agr_norm_adv", "|g_adv|", "#d62728", 2),
         ("agr_norm_clean", "|g_cl|", "#2ca02c", 2),
-        ("agr_norm", "|g| used", "#1f77b4", 2),
+        ("agr_norm", "|g| used", "#9467bd", 2),  # not the cosine's blue: one colour, one quantity
     ):
         xs, ys = _series(log, key)
         if xs:

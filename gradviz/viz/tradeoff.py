@@ -48,7 +48,9 @@ def tradeoff_figure(tables: Mapping[str, pd.DataFrame], measure: str, *, title: 
         t = t[[not (isinstance(v, float) and math.isnan(v)) for v in t[measure]]]
         fig.add_trace(go.Scatter(
             x=100 * t["clean_accuracy"], y=t[measure], mode="lines+markers+text", name=_NORM_NAMES.get(norm, norm),
-            text=[f"{e:g}" for e in t["eps"]], textposition="top center",
+            # labels above the first family's points, below the second's: the standard model and
+            # the small radii sit close together in both
+            text=[f"{e:g}" for e in t["eps"]], textposition="top center" if i % 2 == 0 else "bottom center",
             line=dict(color=PALETTE[i % len(PALETTE)], width=2), marker=dict(size=9),
             customdata=t[["model", "eps"]].values,
             hovertemplate="%{customdata[0]}<br>training eps %{customdata[1]}<br>clean accuracy %{x:.1f} %"
