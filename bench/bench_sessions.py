@@ -45,6 +45,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench._report import result  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -441,11 +444,15 @@ def main() -> int:
                 for e in errors[:5]:
                     print(f"  N={n} error: {e}")
             for n, s, *_ in rows:
+                if ref and n > 1:
+                    result(f"sessions: rate at {n} / rate at 1", s["rate"] / ref, what="aggregate chart updates/s")
                 if n == 4:
                     ok = s["p95"] <= 1.5 and s["errors"] == 0
                     print(f"target 4 sessions p95 <= 1.5 s and 0 errors: {'met' if ok else 'NOT met'}")
-                if n == 8:
-                    print(f"target 8 sessions 0 errors: {'met' if s['errors'] == 0 else 'NOT met'}")
+                    result("sessions: p95 latency at 4", s["p95"], op="<=", target=1.5, unit="s",
+                           what="widget change -> new chart")
+                result(f"sessions: errors at {n}", s["errors"], op="<=", target=0, unit="errors",
+                       what=f"{n} sessions, {args.seconds:g} s")
             if args.visit_all:
                 before = rss.sample()
                 rss.reset()

@@ -38,6 +38,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench._report import result  # noqa: E402
 
 
 def _run(cmd: list[str], env: dict) -> float:
@@ -92,6 +95,7 @@ def main(argv=None) -> int:
     print(f"ratio 1-rank / 2-rank time          = {whole:.2f}  (whole command)")
     print(f"ratio without the fixed cost        = {part:.2f}  (the computing part; at most 2.0 on 2 cores)")
     print(f"same table and npz: {same}")
+    result("studies: 1-rank / 2-rank, computing part", part, what=f"{units} units; at most 2 on 2 cores")
     return 0 if same else 1
 
 
