@@ -268,8 +268,12 @@ class Context:
         with ``blocks`` the ``rank``-th of K contiguous blocks (sizes differing by at most 1)."""
         return _share(items, self.rank, self.world_size, blocks)
 
-    def check(self, step: str, error: Optional[BaseException] = None, **info) -> list[dict]:
+    def check(self, step: str, error: Optional[BaseException] = None, *, hint: str = _RESUME,
+              error_class: type = DistributedStudyError, **info) -> list[dict]:
         """End ``step`` on every rank: a monitored barrier, then every rank's status.
+
+        ``hint`` ends the messages (default: how a study resumes); ``error_class`` is the
+        error raised (a subclass of :class:`DistributedStudyError`, e.g. training's).
 
         Returns:
             every rank's status dict (``rank``, ``host``, ``error`` and this call's ``info``),
@@ -293,11 +297,11 @@ class Context:
             statuses: list = [None] * self.world_size
             dist.all_gather_object(statuses, status, group=self.control)
         except RuntimeError as err:
-            raise DistributedStudyError(
+            raise error_class(
                 f"rank {self.rank}/{self.world_size} ({host}) while {step}: not every rank arrived within "
                 f"{self.timeout:g} s (a rank died or hangs; its output above says why; raise --dist-timeout if a "
                 f"unit takes longer): {str(err).strip().splitlines()[0] if str(err).strip() else err!r}; "
-                + _RESUME) from err
+                + hint) from err
         failed = [s for s in statuses if s["error"]]
         if not failed:
             return statuses
@@ -305,19 +309,19 @@ class Context:
             error.gradviz_all_ranks = True  # error_line: rank 0 reports it for all
             raise error
         where = "; ".join(f"rank {s['rank']} ({s['host']}): {s['error']}" for s in failed)
-        raise DistributedStudyError(f"{len(failed)} of {self.world_size} ranks failed while {step}: {where}; "
-                                    + _RESUME) from error
+        raise error_class(f"{len(failed)} of {self.world_size} ranks failed while {step}: {where}; " + hint) from error
 
     @contextlib.contextmanager
-    def step(self, what: str) -> Iterator[None]:
+    def step(self, what: str, **options) -> Iterator[None]:
         """``with ctx.step("loading the models"): ...`` runs the block on every rank, then
-        :meth:`check` with the block's error (or None)."""
+        :meth:`check` with the block's error (or None); ``options``: :meth:`check`'s ``hint``
+        and ``error_class``."""
         try:
             yield
         except Exception as err:  # noqa: BLE001 - every error is reported to all ranks
-            self.check(what, err)
+            self.check(what, err, **options)
             raise
-        self.check(what)
+        self.check(what, **options)
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (pickled over the gloo group)."""

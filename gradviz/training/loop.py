@@ -12,6 +12,7 @@ reads them from the registry.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import shlex
@@ -231,6 +232,7 @@ def train(
     on_epoch: Optional[Callable[[dict], None]] = None,
     snapshot_path: Optional[Union[str, Path]] = None,
     train_set: Optional[ImageDataset] = None,
+    distributed: bool = False,
 ) -> tuple[nn.Module, list[dict]]:
     """Train a fresh model as ``config`` says (Adam, one-cycle schedule, seeded).
 
@@ -255,7 +257,13 @@ def train(
         train_set: the images to train on (default: ``config.dataset``'s training split),
             e.g. a modified copy of it (:mod:`gradviz.studies.roar_kar`); images of that
             dataset's shape and classes. ``config.limit`` applies to it too.
-        Any callback may raise :class:`TrainingCancelled` to stop the run.
+        distributed: train as one rank of a torchrun launch with DistributedDataParallel
+            (:mod:`gradviz.training.distributed`: joins the process group; each rank takes
+            ``batch_size / world size`` images of every step; only rank 0 calls the
+            callbacks, measures the monitor and takes the snapshots; the log's numbers are
+            averaged over all ranks). With one rank, or outside torchrun, a plain run.
+        Any callback may raise :class:`TrainingCancelled` to stop the run (not under
+        ``distributed``: the other ranks would wait for rank 0 until the timeout).
 
     Returns:
         ``(model, log)``: the model in eval mode on ``device``; the log, one dict per epoch:
@@ -266,12 +274,23 @@ def train(
         snapshots, ``snapshot_seconds`` (the time the epoch's snapshot took).
 
     Raises:
-        ValueError: unknown method, dataset, architecture, PAG target or AGR base; epochs < 1.
+        ValueError: unknown method, dataset, architecture, PAG target or AGR base; epochs < 1;
+            under ``distributed``, an objective that cannot be split (AGR) or a batch size
+            that the world size does not divide.
         TrainingCancelled: raised by a callback.
+        gradviz.training.distributed.DistributedTrainingError: under ``distributed``, another
+            rank failed, died or did not answer within the timeout.
     """
     if config.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {config.epochs}")
     config = config.resolved()
+    if distributed:
+        from gradviz.training import distributed as ddp
+
+        ctx = ddp.join(config, device)
+        if ctx is not None:
+            return _train_ddp(config, ctx, device=device, progress=progress, on_batch=on_batch, on_epoch=on_epoch,
+                              snapshot_path=snapshot_path, train_set=train_set)
     dev = resolve_device(device)
     info = dataset_info(config.dataset)
     if train_set is None:
@@ -287,40 +306,117 @@ def train(
         batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False,
     )
     model = build_model(config.arch, channels=info.channels, num_classes=len(info.classes), size=info.size).to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    total = config.epochs * len(loader)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.15)
     # An objective that shapes the parameter gradient itself (AGR) brings its own step.
     step = getattr(objective, "step", None) or functools.partial(_backward_step, objective)
-    log: list[dict] = []
-    done = 0
     recorder = None
     if config.snapshots and snapshot_path is not None:
         recorder = SnapshotRecorder.for_dataset(config.dataset, k=config.snapshots, path=snapshot_path)
         recorder.record(model, 0)
+    log = _optimise(config, model, model, loader, step, dev, watch=watch, recorder=recorder, progress=progress,
+                    on_batch=on_batch, on_epoch=on_epoch)
+    model.eval()
+    return model, log
+
+
+def _optimise(config: TrainConfig, model: nn.Module, net: nn.Module, loader: DataLoader, step, dev, *, watch,
+              recorder, progress, on_batch, on_epoch, ctx=None, sampler=None) -> list[dict]:
+    """The epochs of :func:`train`: Adam with the one-cycle schedule over ``model``'s
+    parameters, ``step(net, ...)`` per batch (``net``: ``model`` or its DDP wrapper); after
+    each epoch the monitor and snapshot on ``model``. With ``ctx`` (torchrun): the sampler's
+    epoch set, a failed collective turned into a clear error, the epoch's sums added over
+    the ranks, and only rank 0 reporting, monitoring and logging. Returns the log (empty on
+    the other ranks)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    total = config.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.15)
+    main = ctx is None or ctx.is_main
+    where = "" if ctx is None else f" [rank 0 of {ctx.world_size}]"
+    log: list[dict] = []
+    done = 0
     for epoch in range(config.epochs):
-        model.train()
+        net.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         start, sums, count = time.perf_counter(), {}, 0
-        for xb, yb, ib in loader:
-            xb, yb, ib = xb.to(dev), yb.to(dev), ib.to(dev)
-            stats = step(model, optimizer, xb, yb, epoch=epoch, index=ib)
-            scheduler.step()
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v * len(yb)
-            count += len(yb)
-            done += 1
-            report(progress, done / total, f"epoch {epoch + 1}/{config.epochs} loss {stats['loss']:.3f}")
-            if on_batch is not None:
-                on_batch(done / total, stats)
-        entry = {"epoch": epoch + 1, **{k: v / count for k, v in sums.items()},
-                 "seconds": round(time.perf_counter() - start, 2)}
-        if watch is not None:
+        with _guard(ctx, f"in epoch {epoch + 1}/{config.epochs}"):
+            for xb, yb, ib in loader:
+                xb, yb, ib = xb.to(dev), yb.to(dev), ib.to(dev)
+                stats = step(net, optimizer, xb, yb, epoch=epoch, index=ib)
+                scheduler.step()
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v * len(yb)
+                count += len(yb)
+                done += 1
+                if main:
+                    report(progress, done / total, f"epoch {epoch + 1}/{config.epochs} loss {stats['loss']:.3f}{where}")
+                    if on_batch is not None:
+                        on_batch(done / total, stats)
+            seconds = round(time.perf_counter() - start, 2)
+            if ctx is not None:
+                from gradviz.training.distributed import reduce_sums
+
+                sums, count = reduce_sums(ctx, sums, count)
+        if not main:
+            continue
+        entry = {"epoch": epoch + 1, **{k: v / count for k, v in sums.items()}, "seconds": seconds}
+        if watch is not None:  # under torchrun rank 0 alone: the others wait at the next all-reduce
             entry.update(_monitor(model, *watch))
         if recorder is not None:
             entry["snapshot_seconds"] = recorder.record(model, epoch + 1)
         log.append(entry)
         if on_epoch is not None:
             on_epoch(dict(entry))
+    return log
+
+
+def _guard(ctx, where: str):
+    if ctx is None:
+        return contextlib.nullcontext()
+    from gradviz.training.distributed import guard
+
+    return guard(ctx, where)
+
+
+def _train_ddp(config: TrainConfig, ctx, *, device, progress, on_batch, on_epoch, snapshot_path,
+               train_set) -> tuple[nn.Module, list[dict]]:
+    """:func:`train` as one rank of ``ctx`` with DistributedDataParallel (``config``
+    resolved and checked; see :mod:`gradviz.training.distributed`)."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    from gradviz.training import distributed as ddp
+
+    main = ctx.is_main
+    options = dict(hint=ddp.RESTART, error_class=ddp.DistributedTrainingError)
+    per_rank = ddp.per_rank_batch(int(config.batch_size), ctx.world_size)
+    dev = ctx.device_for(device)
+    info = dataset_info(config.dataset)
+    objective = watch = None
+    # Rank 0 sets up first (it may write caches, e.g. L_alpha's residual store), then the others.
+    for turn in ("rank 0", "the other ranks"):
+        with ctx.step(f"setting up the training ({turn})", **options):
+            if main == (turn == "rank 0"):
+                if train_set is None:
+                    train_set = load_dataset(config.dataset, "train")
+                if config.limit:
+                    train_set = train_set.subset(slice(0, config.limit))
+                objective = config.objective(dev, train_set=train_set, progress=progress if main else None)
+                watch = _monitor_data(config, dev) if main else None
+    torch.manual_seed(config.seed)
+    data = _Augmented(train_set, config.shift if config.augment else 0)
+    sampler = DistributedSampler(data, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed,
+                                 drop_last=False)
+    loader = DataLoader(data, batch_size=per_rank, sampler=sampler, drop_last=False)
+    model = build_model(config.arch, channels=info.channels, num_classes=len(info.classes), size=info.size).to(dev)
+    with ddp.guard(ctx, "while wrapping the model in DistributedDataParallel"):
+        net = ddp.wrap(model, ctx)  # broadcasts rank 0's initial weights
+    torch.manual_seed(ddp.rank_seed(config.seed, ctx.rank))
+    recorder = None
+    if main and config.snapshots and snapshot_path is not None:
+        recorder = SnapshotRecorder.for_dataset(config.dataset, k=config.snapshots, path=snapshot_path)
+        recorder.record(model, 0)
+    step = functools.partial(_backward_step, objective)  # AGR's own step is refused (ddp.check)
+    log = _optimise(config, model, net, loader, step, dev, watch=watch, recorder=recorder, progress=progress,
+                    on_batch=on_batch, on_epoch=on_epoch, ctx=ctx, sampler=sampler)
     model.eval()
     return model, log
 
@@ -351,18 +447,22 @@ def _monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optiona
 
 
 def model_card(config: TrainConfig, *, name: str, log: list, metrics: dict, command: str,
-               snapshot_path: Optional[Union[str, Path]] = None):
+               snapshot_path: Optional[Union[str, Path]] = None, distributed: Optional[dict] = None):
     """The :class:`gradviz.zoo.ModelCard` of a run: what made it (``config``, best passed
     through :meth:`TrainConfig.resolved`; the monitor's settings in
     ``training["monitor_settings"]``), what it measured (``metrics``, from :func:`evaluate`),
     its per-epoch ``log`` and, when ``snapshot_path`` holds the run's snapshots,
-    ``training["snapshots"]`` (:meth:`gradviz.training.snapshots.Snapshots.summary`)."""
+    ``training["snapshots"]`` (:meth:`gradviz.training.snapshots.Snapshots.summary`); for a
+    torchrun run, ``training["distributed"]`` (world size, per-rank and effective batch:
+    :func:`gradviz.training.distributed.card_info`; absent: one process)."""
     from gradviz import zoo
 
     attacked = config.method in ATTACK_METHODS
     training = {**dataclasses.asdict(config), "monitor_settings": monitor_settings(config)}
     if snapshot_path is not None and Path(snapshot_path).is_file():
         training["snapshots"] = load_snapshots(snapshot_path).summary(snapshot_path)
+    if distributed:
+        training["distributed"] = dict(distributed)
     return zoo.ModelCard(
         name=name, dataset=config.dataset, arch=config.arch, method=config.method,
         eps=float(config.eps) if attacked else 0.0, norm=config.norm if attacked else None,

@@ -147,6 +147,11 @@ class AGRObjective(ObjectiveBase):
         Option("agr_clip", AGR_CLIP, "per-tensor gradient norm clip", label="Gradient clip", low=0.001, high=10.0),
     )
     adversarial = True
+    distributed_refusal = (
+        "its step takes the clean and the adversarial parameter gradients with torch.autograd.grad, which "
+        "DistributedDataParallel never all-reduces, and combines them per tensor (cosine, projection, norm "
+        "clip), which is not linear: the average of the processes' reconstructed gradients is not the "
+        "reconstruction of the full batch's gradients")
 
     def __post_init__(self):
         if isinstance(self.start_epoch, bool) or int(self.start_epoch) != self.start_epoch or self.start_epoch < 1:

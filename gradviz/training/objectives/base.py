@@ -108,6 +108,8 @@ class Objective(Protocol):
     * ``options``: its :class:`Option`\\ s, with defaults and help;
     * ``adversarial``: whether it trains on adversarial examples (then it has the attack's
       options eps, norm, steps, step_size, warmup_epochs, and cards record eps and norm);
+    * ``distributed_refusal`` (optional): why it cannot be trained with DistributedDataParallel
+      under torchrun (None: it can; :mod:`gradviz.training.distributed`);
     * ``options_for(settings)``: the options a configuration of this method uses
       (``options``, plus the wrapped objective's for AGR); ``possible_options()``: those any
       configuration of it may use;
@@ -158,6 +160,11 @@ class ObjectiveBase:
     label: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
     adversarial: ClassVar[bool] = False
+    #: Why the objective cannot be trained with DistributedDataParallel as is (torchrun;
+    #: :mod:`gradviz.training.distributed`), or None: its loss is a mean of per-image terms,
+    #: minimised by ``loss.backward()``, so DDP's average of the ranks' parameter gradients is
+    #: the effective batch's gradient.
+    distributed_refusal: ClassVar[Optional[str]] = None
 
     @classmethod
     def options_for(cls, settings: Mapping[str, Any]) -> tuple[Option, ...]:
