@@ -219,7 +219,7 @@ def _curve_point(curve: dict, eps: float):
 
 def _markdown_table(cards) -> str:
     """The README's table of models: the card's clean and robust accuracy (the dataset's
-    standard attack) and, where ``eval --curve`` measured it, the curve's accuracy at
+    standard attack), the robust accuracy under AutoAttack (``eval --autoattack``) and, where ``eval --curve`` measured it, the curve's accuracy at
     1/3, 2/3 and 3/3 of the evaluation eps (one attack for the three: nested PGD-40, step
     2.5 eps / 40) and eps50."""
     from gradviz.attacks import format_curve_eps50
@@ -232,18 +232,21 @@ def _markdown_table(cards) -> str:
     for dataset in sorted({c.dataset for c in cards}):
         e = float(EVAL_ATTACKS[dataset]["eps"]) if dataset in EVAL_ATTACKS else None
         low, mid = (round(e / 3, 6), round(2 * e / 3, 6)) if e else (None, None)
-        lines += [f"| {dataset} | method | clean | PGD-40 eps {e:g} | curve at {low:.3g} | at {mid:.3g} | at {e:g} "
-                  "| eps50 | curve images |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {dataset} | method | clean | PGD-40 eps {e:g} | AutoAttack | curve at {low:.3g} | at {mid:.3g} "
+                  f"| at {e:g} | eps50 | curve images | AutoAttack images |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in (c for c in cards if c.dataset == dataset):
             m, curve = c.metrics, c.metrics.get("curve") or {}
+            aa = m.get("autoattack") or {}
+            subset = " (subset)" if (aa.get("attack") or {}).get("version") == "subset" else ""
             e50 = format_curve_eps50(curve, fmt=".3f")
             trained = f" ({c.norm or 'linf'} eps {c.eps:g})" if c.eps else ""
             lines.append(f"| `{c.name}` | {c.method}{trained} | "
                          f"{pct(m.get('clean_accuracy'))} | {pct(m.get('robust_accuracy'))} | "
+                         f"{pct(aa.get('robust_accuracy'))}{subset} | "
                          f"{pct(_curve_point(curve, low))} | {pct(_curve_point(curve, mid))} | "
                          f"{pct(_curve_point(curve, e))} | "
                          f"{e50} | "
-                         f"{curve.get('n_images', '–')} |")
+                         f"{curve.get('n_images', '–')} | {aa.get('n_images', '–')} |")
         lines.append("")
     return "\n".join(lines)
 

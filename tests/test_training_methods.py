@@ -365,10 +365,10 @@ def test_cli_eval_curve_writes_accuracy_vs_eps_and_eps50(tmp_path, monkeypatch, 
     row = next(line for line in table.splitlines() if "`mnist-5k/rand`" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
-    assert cells[2:7] == [pct(metrics["clean_accuracy"]), pct(metrics["robust_accuracy"]),
+    assert cells[2:8] == [pct(metrics["clean_accuracy"]), pct(metrics["robust_accuracy"]), "–",  # no AutoAttack
                           pct(curve["accuracy"][4]), pct(curve["accuracy"][6]),
                           pct(curve["accuracy"][8])]  # eps 0.1, 0.2 and 0.3
-    assert cells[7] == (f"{curve['eps50']:.3f}" if math.isfinite(curve["eps50"])
+    assert cells[8] == (f"{curve['eps50']:.3f}" if math.isfinite(curve["eps50"])
                         else f"below the grid's smallest eps ({curve['eps_grid'][0]:.4g})")
     assert "| `mnist-5k/standard` |" in table  # shipped models are listed too, without a curve: "–"
     assert main(["list", "--dataset", "mnist-5k", "--markdown", "--shipped"]) == 0
