@@ -127,12 +127,37 @@ def drawn_digit(ink=0, paper=255, size: tuple[int, int] = (56, 56), mode: str = 
 
 
 def plotly_values(v) -> np.ndarray:
-    """A plotly array from a figure spec: a list, or plotly.py's base64 {"dtype", "bdata"}."""
+    """A plotly array from a figure spec: a list, or plotly.py's base64 {"dtype", "bdata"}
+    (reshaped to its "shape" where it has one)."""
     if isinstance(v, dict) and "bdata" in v:
         import base64
 
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        flat = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        if shape is None:
+            return flat
+        return flat.reshape([int(s) for s in str(shape).split(",")] if isinstance(shape, str) else shape)
     return np.asarray(v)
+
+
+def plotly_image(trace: dict) -> np.ndarray:
+    """The pixels of a plotly ``image`` trace from a figure spec as (H, W, C) uint8, whichever
+    way plotly ships them: ``z`` (a list of rows of [r, g, b], or base64 with a shape) or
+    ``source`` (a data URI of a PNG / JPEG, decoded with PIL)."""
+    assert trace.get("type") == "image", trace.get("type")
+    if trace.get("source"):
+        import base64
+        import io
+
+        from PIL import Image
+
+        head, _, payload = str(trace["source"]).partition(",")
+        assert head.startswith("data:image/") and head.endswith(";base64"), head[:40]
+        with Image.open(io.BytesIO(base64.b64decode(payload))) as img:
+            return np.asarray(img.convert("RGBA" if img.mode in ("RGBA", "LA", "PA") else "RGB"))
+    z = plotly_values(trace["z"])
+    assert z.ndim == 3 and z.shape[-1] in (3, 4), z.shape
+    return np.asarray(z, dtype=np.uint8)
 
 
 def app_charts(at) -> dict[str, dict]:

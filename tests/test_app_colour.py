@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from gradviz import zoo
 from gradviz.checkpoints import ModelCard
 from gradviz.nets import build_model
-from tests.helpers import make_cifar10_like
+from tests.helpers import make_cifar10_like, plotly_image
 
 TIMEOUT = 120
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -63,9 +63,9 @@ def charts(at: AppTest) -> dict[str, dict]:
     return out
 
 
-def png(colour, size=(48, 40)) -> bytes:
+def png(colour, size=(48, 40), mode="RGB") -> bytes:
     buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, format="PNG")
+    Image.new(mode, size, colour).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -78,9 +78,8 @@ def test_gradients_page_draws_rgb_panels_on_cifar10_from_disk(cifar_home):
     heat = [t for t in spec["data"] if t["type"] == "heatmap"]
     assert len(images) == 8 and len(heat) == 8  # rows 0-7: the RGB image, then tiny's map
     images_written, _ = cifar_home["test"]
-    first = np.asarray(images[0]["z"], dtype=np.uint8) if not isinstance(images[0]["z"], dict) else None
-    if first is not None:  # plotly may ship it as a list of rows of [r, g, b]
-        np.testing.assert_array_equal(first, images_written[0].transpose(1, 2, 0))
+    # the first test image, pixel for pixel in RGB (H, W, 3), however plotly ships it
+    np.testing.assert_array_equal(plotly_image(images[0]), images_written[0].transpose(1, 2, 0))
     caption = " ".join(c.value for c in at.main.caption)
     assert "reduced over channels (sum)" in caption
     # the reduction rule is a choice, and an L2 norm gives a map >= 0 everywhere
@@ -91,7 +90,29 @@ def test_gradients_page_draws_rgb_panels_on_cifar10_from_disk(cifar_home):
 def test_uploads_are_read_as_rgb_at_the_models_input(cifar_home):
     at = app_on("pages/gradients.py", [TINY])
     at.radio(key="grad_mode").set_value("upload").run()
-    assert not at.exception
+    assert not at.exception and not at.get("plotly_chart")
+    uploader = at.file_uploader(key="grad_upload")
+    uploader.upload("orange.png", png((240, 120, 10), size=(48, 40)), "image/png")  # RGB, not 32 x 32
+    uploader.upload("grey.png", png(90, size=(32, 32), mode="L"), "image/png")  # one channel
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    infos = [i.value for i in at.info]
+    # what was done to each file is said, with the model's input
+    assert any("orange.png" in i and "resized from 48 x 40 to 32 x 32 pixels" in i
+               and "32 x 32 RGB images" in i for i in infos), infos
+    assert any("grey.png" in i and "converted from L to RGB" in i for i in infos), infos
+    assert not any("grey.png" in i and "inverted" in i for i in infos), infos  # colour models: never inverted
+    (spec,) = charts(at).values()
+    images = [plotly_image(t) for t in spec["data"] if t["type"] == "image"]
+    assert len(images) == 2 and len([t for t in spec["data"] if t["type"] == "heatmap"]) == 2
+    orange, grey = images
+    assert orange.shape == grey.shape == (32, 32, 3)
+    # a plain colour stays that colour through the resize; grey is grey in all three channels
+    assert np.abs(orange.astype(int) - (240, 120, 10)).max() <= 1, orange[0, 0]
+    assert (grey == 90).all(), grey[0, 0]
+    titles = [a["text"] for a in spec["layout"]["annotations"]]
+    assert titles[0].startswith("orange.png") and titles[2].startswith("grey.png"), titles
 
 
 def test_attack_page_on_colour_images(cifar_home):
@@ -182,9 +203,12 @@ def test_an_image_folder_at_224_for_an_imagenet_model(cifar_home, tmp_path):
     at.text_input(key="grad_indices").set_value("0-2").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     (spec,) = charts(at).values()
-    images = [t for t in spec["data"] if t["type"] == "image"]
-    assert len(images) == 3 and np.asarray(images[0]["z"]).shape[:2] == (224, 224) if not isinstance(
-        images[0]["z"], dict) else len(images) == 3
+    images = [plotly_image(t) for t in spec["data"] if t["type"] == "image"]
+    assert len(images) == 3 and all(img.shape == (224, 224, 3) for img in images), [i.shape for i in images]
+    # the 300 x 260 folder images, resized: each still its plain colour, in RGB
+    shown = sorted(tuple(int(v) for v in img[112, 112]) for img in images)
+    assert shown == sorted([(200, 30, 30), (240, 160, 0), (40, 40, 200)]), shown
+    assert all((img == img[112, 112]).all() for img in images)
     titles = " ".join(a["text"] for a in spec["layout"]["annotations"])
     assert "a.png (#0)" in titles and "tench" in titles
     assert any("resized to 224 x 224 pixels (3 of 3 images)" in c.value for c in at.caption)
