@@ -93,14 +93,59 @@ def streamlit_server_home(tmp_path_factory):
         yield url, home
 
 
-def _serve(log_name: str, env: dict | None = None):
+#: Run before streamlit's command line in :func:`streamlit_server_field`: torchvision's md5
+#: check of CIFAR's files passes any file that exists (the tests' CIFAR-10 is not the original
+#: archive; the AppTests monkeypatch the same function).
+CIFAR_ANY_FILE = (
+    "import os, torchvision.datasets.cifar as c\n"
+    "c.check_integrity = lambda path, md5=None: os.path.isfile(path)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def streamlit_server_field(tmp_path_factory):
+    """A live server on the field's models and data (issue 15): ``GRADVIZ_HOME`` holds a
+    RobustBench architecture with random weights in the package's layout
+    (``robustbench/cifar10/Linf/<name>.pt``, tests.test_robustbench's model) and ``cifar10/tiny``
+    (a random 3-channel small-cnn); ``GRADVIZ_DATA`` a fake CIFAR-10 in torchvision's on-disk
+    format (60 test images). Skips without the robustbench package. Yields
+    ``(url, written)``, ``written`` the CIFAR arrays per split; log:
+    tests/artifacts/streamlit-server-field.log."""
+    import torch
+
+    from gradviz import zoo
+    from gradviz.checkpoints import ModelCard
+    from gradviz.nets import build_model
+    from tests.helpers import make_cifar10_like
+    from tests.test_robustbench import SMALL, rb_architecture
+
+    home = tmp_path_factory.mktemp("gradviz-home")
+    data = tmp_path_factory.mktemp("gradviz-data")
+    rb = home / "robustbench" / "cifar10" / "Linf" / f"{SMALL}.pt"
+    rb.parent.mkdir(parents=True)
+    torch.save(rb_architecture().state_dict(), rb)  # skips without robustbench
+    torch.manual_seed(0)
+    tiny = build_model("small-cnn", channels=3, num_classes=10, size=32).eval()
+    zoo.save_model(tiny, ModelCard(name="cifar10/tiny", dataset="cifar10", arch="small-cnn", method="standard"),
+                   home / "models" / "cifar10" / "tiny.pt")
+    written = make_cifar10_like(data, n_per_batch=60)
+    env = {"GRADVIZ_HOME": str(home), "GRADVIZ_ROBUSTBENCH": str(home / "robustbench"), "GRADVIZ_DATA": str(data)}
+    for url in _serve("streamlit-server-field.log", env=env, prelude=CIFAR_ANY_FILE):
+        yield url, written
+
+
+def _serve(log_name: str, env: dict | None = None, prelude: str | None = None):
+    """Run ``streamlit run app.py`` (after the Python code ``prelude``, if given, in the same
+    process) until the generator is closed; yields its base URL once healthy."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(ARTIFACTS / log_name, "wb")
+    launch = ([sys.executable, "-m", "streamlit"] if prelude is None else
+              [sys.executable, "-c", prelude + "\nfrom streamlit.web.cli import main\nmain(prog_name='streamlit')"])
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "streamlit", "run", "app.py",
+            *launch, "run", "app.py",
             "--server.headless", "true",
             "--server.port", str(port),
             "--server.address", "127.0.0.1",
