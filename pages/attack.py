@@ -193,9 +193,10 @@ st.markdown(
     "From the image above, a **targeted l2 attack toward every class**, one row per model. The papers "
     "(Santurkar et al. 2019; Ganz, Kawar & Elad): a model whose gradients are *perceptually aligned* (a robust "
     "one, or one trained for it) can only be convinced by changes that look like the target class, so the image "
-    "**turns into that digit**; a standard model is convinced by changes that look like streaks and noise.\n\n"
+    "**turns into that class** (a 3 into an 8, a cat into a dog); a standard model is convinced by changes that "
+    "look like streaks and noise.\n\n"
     "A large enough ε lets every model reach every target, a standard one included, whose images then show the "
-    "target digit too. So by default each panel shows the image at the **smallest ε** of a grid that makes the "
+    "target class too. So by default each panel shows the image at the **smallest ε** of a grid that makes the "
     "model predict the target, with that ε above it: compare how large it is, and **what the change looks like "
     "at that point**, row by row."
 )

@@ -133,6 +133,9 @@ def test_attack_page_on_colour_images(cifar_home):
 def test_inequality_page_on_colour_images(cifar_home):
     at = app_on("pages/inequality.py", [TINY])
     assert not at.error, [e.value for e in at.error]
+    # IG's zeros on black pixels: said, with this photo's share, and not MNIST's consequence
+    (note,) = [i.value for i in at.info if "exactly 0 on black pixels" in i.value]
+    assert "0 % of this image's pixels are black" in note and "Too few for that to dominate" in note, note
     at.slider(key="ineq_n").set_value(10)
     at.button(key="ineq_go").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -243,3 +246,11 @@ def test_bring_your_own_torchvision_checkpoint_in_the_models_page(cifar_home, tm
     at.button(key="models_import_go").click().run()
     assert any("the mean must be numbers" in e.value for e in at.error)
     assert "cifar10/r18b" not in [c.name for c in zoo.list_models("cifar10")]
+
+
+def test_eps_in_the_sidebar_reads_as_people_write_it():
+    from gradviz.ui.state import eps_text
+
+    assert [eps_text(e) for e in (0.3, 0.2, 0.5, 2.0)] == ["0.3", "0.2", "0.5", "2"]  # MNIST's, l2's
+    assert [eps_text(8 / 255), eps_text(4 / 255)] == ["8/255", "4/255"]  # RobustBench's l_inf, not 0.0313725
+    assert eps_text(0.0123456) == "0.0123"

@@ -51,7 +51,7 @@ def test_inequality_page_default(shipped_models, tmp_path, monkeypatch):
     assert not at.error
     assert at.selectbox(key="ineq_method").value == "integrated_gradients"
     # the note for students: integrated gradients are 0 on the black background
-    assert any("exactly 0 on black pixels" in i.value for i in at.info)
+    assert any("exactly 0 on black pixels" in i.value and "Lorenz curve then stays at 0" in i.value for i in at.info)
     spec = chart(at, "Integrated Gradients (50 steps) of the true class · test #0")
     heat = traces(spec, "heatmap")
     assert [t["name"] for t in heat] == ["input", "standard", "pgd-linf"]

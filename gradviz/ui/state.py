@@ -57,10 +57,19 @@ def available_datasets() -> list[str]:
     return names
 
 
+def eps_text(eps: float) -> str:
+    """An eps as people write it: ``0.3``, ``0.5``; ``8/255`` for a multiple of 1/255 that has
+    no short decimal form (RobustBench's CIFAR-10 l_inf 8/255 would read 0.0313725)."""
+    if round(eps, 4) == eps:
+        return f"{eps:g}"
+    k = eps * 255
+    return f"{round(k):d}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.3g}"
+
+
 def _model_label(card: zoo.ModelCard) -> str:
     label = short_model_name(card.name)
     if card.eps:
-        label += f" (ε {card.eps:g})"
+        label += f" (ε {eps_text(card.eps)})"
     return label + ("" if card.shipped else " · RobustBench" if card.arch == "robustbench" else " · yours")
 
 
