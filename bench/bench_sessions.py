@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import os
 import re
 import socket
@@ -106,16 +105,16 @@ def healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def serve(log_path: Path, timeout_s: float = 90.0):
-    """``streamlit run app.py`` on 127.0.0.1:<free port> with an empty GRADVIZ_HOME; yields
-    ``(url, pid)``; stopped at the end."""
+def serve(log_path: Path, timeout_s: float = 90.0, extra: tuple[str, ...] = ()):
+    """``streamlit run app.py`` on 127.0.0.1:<free port> with an empty GRADVIZ_HOME and the
+    ``extra`` command-line options; yields ``(url, pid)``; stopped at the end."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="gradviz-home-") as home, open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *extra],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADVIZ_HOME": home})
         try:
             deadline = time.monotonic() + timeout_s
@@ -133,6 +132,28 @@ def serve(log_path: Path, timeout_s: float = 90.0):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def held_mb(url: str) -> dict[str, float]:
+    """MB the server's caches hold, by kind (its ``/_stcore/metrics``: ``st_cache_data``,
+    ``st_cache_resource``, ``UploadedFileManager``, ...); empty if it does not answer. A
+    kind that holds nothing has no line."""
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/metrics?families=cache_memory_bytes", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r'cache_memory_bytes\{cache_type="([^"]*)"[^}]*\}\s+(\S+)', line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2)) / 1e6
+    return out
+
+
+def uploaded_mb(url: str) -> float:
+    """MB of uploaded files the server holds (0 when its metrics list none)."""
+    return held_mb(url).get("UploadedFileManager", 0.0)
 
 
 def rss_mb(pid: int) -> float:
@@ -353,21 +374,21 @@ async def visit_all(url: str, n: int, *, timeout_s: float = 300.0) -> list[str]:
     return errors
 
 
-def large_pngs(count: int, side: int, seed: int = 0) -> list[dict]:
-    """``count`` RGB noise PNGs of ``side`` x ``side`` pixels (incompressible: large files)."""
+def large_pngs(folder: Path, count: int, side: int, seed: int = 0) -> list[Path]:
+    """``count`` RGB noise PNGs of ``side`` x ``side`` pixels (incompressible: large files)
+    written to ``folder``."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     files = []
     for i in range(count):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buf, format="PNG",
-                                                                                     compress_level=1)
-        files.append({"name": f"noise-{i}.png", "mimeType": "image/png", "buffer": buf.getvalue()})
+        path = folder / f"noise-{i}.png"
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path, compress_level=1)
+        files.append(path)
     return files
 
 
-async def upload_and_leave(url: str, files: list[dict], *, timeout_s: float = 300.0) -> None:
+async def upload_and_leave(url: str, files: list[Path], *, timeout_s: float = 300.0) -> None:
     """One session uploads ``files`` on the Gradients page, waits for the chart, and leaves."""
     from playwright.async_api import async_playwright
 
@@ -416,13 +437,17 @@ def main() -> int:
     parser.add_argument("--visit-all", action="store_true", help="8 sessions visit every page; RSS after")
     parser.add_argument("--uploads", action="store_true", help="a session uploads 16 large PNGs and leaves")
     parser.add_argument("--upload-side", type=int, default=1500, help="side of the uploaded PNGs in pixels")
+    parser.add_argument("--disconnected-ttl", type=int, default=20,
+                        help="the server's server.disconnectedSessionTTL (Streamlit's default is 120 s: how long "
+                             "a session that left may reconnect, and keeps its uploads)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not os.access(CHROMIUM, os.X_OK):
         print(f"{CHROMIUM} not found: this benchmark drives Debian's chromium (apt install chromium)")
         return 2
     log = Path(tempfile.gettempdir()) / "gradviz-bench_sessions-server.log"
-    with (contextlib.nullcontext((args.url, None)) if args.url else serve(log)) as (url, pid):
+    ttl = ("--server.disconnectedSessionTTL", str(args.disconnected_ttl))
+    with (contextlib.nullcontext((args.url, None)) if args.url else serve(log, extra=ttl)) as (url, pid):
         with RssSampler(pid) as rss:
             print(f"server {url} (pid {pid or 'not ours'}), {len(os.sched_getaffinity(0))} usable cores, "
                   f"load average {os.getloadavg()[0]:.2f}; RSS at start {rss.sample():.0f} MB")
@@ -458,17 +483,33 @@ def main() -> int:
                 rss.reset()
                 errors = asyncio.run(visit_all(url, 8))
                 after = settle(rss, 15.0)
+                held = ", ".join(f"{k} {v:.1f} MB" for k, v in sorted(held_mb(url).items()))
                 print(f"\n8 sessions visited every page and left: RSS before {before:.0f} MB, peak {rss.peak:.0f} MB, "
-                      f"15 s after {after:.0f} MB; errors {len(errors)}" + "".join(f"\n  {e}" for e in errors[:5]))
+                      f"15 s after {after:.0f} MB; the caches hold {held or 'nothing'} (st_cache_resource counts "
+                      f"entries, not bytes); errors {len(errors)}" + "".join(f"\n  {e}" for e in errors[:5]))
             if args.uploads:
-                files = large_pngs(16, args.upload_side, args.seed)
-                mb = sum(len(f["buffer"]) for f in files) / 1e6
+                asyncio.run(visit_all(url, 1))  # every page loaded once: what the visit after will find
+                folder = Path(tempfile.mkdtemp(prefix="gradviz-uploads-"))
+                files = large_pngs(folder, 16, args.upload_side, args.seed)
+                mb = sum(f.stat().st_size for f in files) / 1e6
                 before = rss.sample()
                 rss.reset()
                 asyncio.run(upload_and_leave(url, files))
-                after = settle(rss, 15.0)
+                left = settle(rss, 5.0)
+                held_left = uploaded_mb(url)
+                # past the reconnect time, the next script run (any session's) releases the files
+                time.sleep(args.disconnected_ttl)
+                asyncio.run(visit_all(url, 1))
+                after = settle(rss, 5.0)
+                held_after = uploaded_mb(url)
                 print(f"\na session uploaded 16 PNGs of {args.upload_side} x {args.upload_side} ({mb:.0f} MB) and "
-                      f"left: RSS before {before:.0f} MB, peak {rss.peak:.0f} MB, 15 s after {after:.0f} MB")
+                      f"left: RSS before {before:.0f} MB, peak {rss.peak:.0f} MB, 5 s after it left {left:.0f} MB, "
+                      f"after its reconnect time ({args.disconnected_ttl} s) and another session's visit "
+                      f"{after:.0f} MB; uploaded files the server holds (its /_stcore/metrics): {held_left:.1f} MB "
+                      f"after it left, {held_after:.1f} MB after its reconnect time")
+                for f in files:
+                    f.unlink()
+                folder.rmdir()
             print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS: dict[str, tuple[str, list[str], bool]] = {
     "gradients": ("bench_gradients.py", ["--repeats", "3", "--per-image-n", "100"], True),
     "gini": ("bench_gini.py", ["--n", "100", "--max-loop-seconds", "5"], True),
-    "pgd": ("bench_pgd.py", ["--batch", "128", "--repeats", "3"], True),
+    "pgd": ("bench_pgd.py", ["--batch", "128", "--steps", "20", "--repeats", "3"], True),
     "pag": ("bench_pag.py", ["--repeats", "3"], False),
     "residual": ("bench_residual.py", ["--n", "100", "--n-ref", "2", "--floor-steps", "30"], True),
     "threads": ("bench_threads.py", ["--seconds", "2", "--concurrency", "1", "2", "4"], False),
@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
     parser.add_argument("--skip", nargs="+", choices=list(BENCHMARKS), default=[], help="leave these out")
     parser.add_argument("--device", help="passed to the benchmarks that take one (cpu, cuda, auto)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per benchmark")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per benchmark")
     parser.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "gradviz-bench-run_all.log",
                         help="every benchmark's full output")
     args = parser.parse_args()
