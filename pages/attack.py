@@ -240,8 +240,9 @@ pag_mode = p0.radio("Show each target at", list(PAG_MODES), format_func=PAG_MODE
                          "large ε for every target.")
 if pag_mode == "smallest":
     pag_grid_text = p1.text_input("Radii to try (l2, pixel units)", ", ".join(f"{e:g}" for e in TARGET_EPS_GRID),
-                                  key="atk_pag_grid", help="Radii separated by commas. A digit's own l2 norm is "
-                                                           "about 9; every radius costs one attack per class.")
+                                  key="atk_pag_grid", help=f"Radii separated by commas. This image's own l2 norm "
+                                                           f"is {float(x.flatten().norm()):.1f}; every radius costs "
+                                                           "one attack per class.")
     pag_grid, pag_problems = parse_eps_grid(pag_grid_text)
     for p in pag_problems:
         st.error(f"Radii to try: {p}.", icon=":material/error:")

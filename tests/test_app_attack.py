@@ -205,6 +205,9 @@ def test_perceptually_aligned_view_shows_the_smallest_eps_of_each_target(shipped
     at.text_input(key="atk_pag_grid").set_value("0, 1, 2, 3, 4, 6")
     at.slider(key="atk_pag_search_steps").set_value(20)
     at.run()
+    from gradviz.data import load_dataset
+    own = float(load_dataset("mnist-5k", "test").x[5].flatten().norm())
+    assert f"own l2 norm is {own:.1f}" in at.text_input(key="atk_pag_grid").help  # the image shown, not a constant
     at.button(key="atk_pag_go").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error
