@@ -9,8 +9,10 @@ thread sets its own torch intra-op threads (``torch.set_num_threads`` sets the c
 thread's OpenMP team size). Configurations: 1 or 2 torch threads per request, with or
 without a semaphore of as many slots as usable cores (:func:`gradviz.ui.compute.compute_slot`),
 for C = 1 .. 4. Prints per configuration the requests per second in all, per-request
-latency p50 / p95, and the ratio of the rate to the reference measured in this run
-(1 torch thread, 1 request at a time).
+latency p50 / p95, the process's CPU time per request (what a saturated server can serve:
+cores / CPU per request; on a shared machine also the measure least moved by the other
+tenants, who take CPU from a process in proportion to its running threads), and the ratio
+of the rate to the reference measured in this run (1 torch thread, 1 request at a time).
 
     python bench/bench_threads.py [--seconds 4] [--concurrency 1 2 3 4]
 """
@@ -37,12 +39,13 @@ MODELS = ("mnist-5k/standard", "mnist-5k/pgd-linf")
 
 
 def run(models, x, y, *, concurrency: int, torch_threads: int, slots: int | None, seconds: float):
-    """C threads sending grid requests for ``seconds``; returns (requests/s, latencies in s).
+    """C threads sending grid requests for ``seconds``; returns (requests/s, latencies in s,
+    CPU seconds of this process per request).
     With ``slots``, a semaphore lets that many compute at once (the wait counts in latency)."""
     sem = threading.BoundedSemaphore(slots) if slots else None
     latencies: list[float] = []
     lock = threading.Lock()
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     deadline = start + seconds
 
     def worker(k: int):
@@ -66,7 +69,8 @@ def run(models, x, y, *, concurrency: int, torch_threads: int, slots: int | None
         t.start()
     for t in threads:
         t.join()
-    return len(latencies) / (time.perf_counter() - start), latencies
+    cpu = (time.process_time() - cpu0) / max(1, len(latencies))
+    return len(latencies) / (time.perf_counter() - start), latencies, cpu
 
 
 def main() -> int:
@@ -83,21 +87,25 @@ def main() -> int:
     configs = [(c, t, None) for c in args.concurrency for t in (1, 2)]
     configs += [(c, 1, cores) for c in args.concurrency if c > cores]
     ref = None
-    rates = {}
+    rates, cpus = {}, {}
     print(f"{'requests at once':>16} {'torch threads':>13} {'slots':>5} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} "
-          f"{'ratio to 1x1':>12}")
+          f"{'CPU ms/req':>10} {'ratio to 1x1':>12}")
     for c, t, slots in configs:
-        rate, lat = run(models, test.x, test.y, concurrency=c, torch_threads=t, slots=slots, seconds=args.seconds)
+        rate, lat, cpu = run(models, test.x, test.y, concurrency=c, torch_threads=t, slots=slots, seconds=args.seconds)
         if ref is None:
             ref = rate
         rates[c, t, slots] = rate
         p50, p95 = (float(np.percentile(lat, q)) * 1e3 for q in (50, 95))
-        print(f"{c:>16} {t:>13} {slots or '-':>5} {rate:7.1f} {p50:7.0f} {p95:7.0f} {rate / ref:11.2f}x")
+        print(f"{c:>16} {t:>13} {slots or '-':>5} {rate:7.1f} {p50:7.0f} {p95:7.0f} {cpu * 1e3:10.0f} "
+              f"{rate / ref:11.2f}x")
+        cpus[c, t, slots] = cpu
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     c = max(args.concurrency)
     if (c, 1, None) in rates and (c, 2, None) in rates:
         result(f"threads: {c} requests at once, 1 / 2 torch threads", rates[c, 1, None] / rates[c, 2, None],
                what="aggregate rate (the app's policy: 1)")
+        result(f"threads: {c} requests at once, CPU per request 2 / 1 torch threads", cpus[c, 2, None] / cpus[c, 1, None],
+               what="CPU time per request (the app's policy: 1)")
     return 0
 
 
