@@ -134,3 +134,9 @@ def test_pool_sizes_follow_the_environment(monkeypatch):
     assert compute.HEAVY_SLOTS >= 1 and compute.INTERACTIVE_SLOTS >= 1
     with pytest.raises(ValueError):
         SlotPool("x", 0)
+
+
+def test_the_waiting_message_says_where_the_request_is_in_line():
+    assert compute.waiting_message("heavy", 0).endswith("(this one is next)…")
+    assert "(2 more waiting before this one)" in compute.waiting_message("heavy", 2)
+    assert compute.waiting_message("heavy", 0).startswith("Waiting for a free slot: the server runs ")

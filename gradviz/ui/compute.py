@@ -180,8 +180,8 @@ def waiting_message(kind: str, ahead: int) -> str:
     """What a page shows while its work waits for a slot."""
     p = pool(kind)
     many = "computation" if p.size == 1 else f"{p.size} computations"
-    return (f"Waiting for a free slot: the server runs {many} of this kind at once ("
-            f"{ahead} more waiting before this one)…" if ahead else f"it is next)…")
+    place = f"{ahead} more waiting before this one" if ahead else "this one is next"
+    return f"Waiting for a free slot: the server runs {many} of this kind at once ({place})…"
 
 
 def apply_thread_policy() -> None:
