@@ -140,3 +140,42 @@ def test_the_waiting_message_says_where_the_request_is_in_line():
     assert compute.waiting_message("heavy", 0).endswith("(this one is next)…")
     assert "(2 more waiting before this one)" in compute.waiting_message("heavy", 2)
     assert compute.waiting_message("heavy", 0).startswith("Waiting for a free slot: the server runs ")
+
+
+def test_heavy_work_on_a_page_waits_for_its_slot_then_runs():
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import streamlit as st
+
+        from gradviz.ui.cache import heavy_progress
+
+        with heavy_progress() as progress:
+            progress(0.5, "half way")
+            st.session_state["ran"] = True
+        st.write("done")
+
+    heavy = compute.pool("heavy")
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with heavy.slot():
+            held.set()
+            release.wait(30)
+
+    holder = [threading.Thread(target=hold) for _ in range(heavy.size)]
+    for t in holder:
+        t.start()
+    while heavy.running < heavy.size:
+        time.sleep(0.01)
+    timer = threading.Timer(1.5, release.set)
+    timer.start()
+    t0 = time.monotonic()
+    at = AppTest.from_function(page, default_timeout=60).run()
+    assert time.monotonic() - t0 >= 1.0  # it waited for the slot
+    assert not at.exception and at.session_state["ran"]
+    assert [m.value for m in at.markdown] == ["done"]
+    assert not at.get("progress")  # the bar is gone at the end
+    for t in holder:
+        t.join(10)
+    assert heavy.running == 0 and heavy.waiting == 0
