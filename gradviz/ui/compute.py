@@ -7,15 +7,15 @@ machine the Gradients page's 8-image x 2-model grid took 17 ms with one torch th
 ``bench/bench_threads.py`` measures it). The policy, in one place:
 
 * **torch threads.** Every computation runs with :data:`TORCH_THREADS` intra-op threads
-  (default 1; ``GRADVIZ_TORCH_THREADS``). ``torch.set_num_threads`` sets the calling
+  (default 1; ``GRADVIZ_TORCH_THREADS``; the README gives the measurements behind it). ``torch.set_num_threads`` sets the calling
   thread's OpenMP team size (and the default of threads that never set their own), so a
   compute section sets it on entry, and :func:`apply_thread_policy` (called by the app's
   frame) sets the default of the threads that never enter one (training jobs).
 * **interactive slots.** The short per-request work (the Gradients grid, an attack on one
   image, one image's attributions and perturbations) holds one of
   :data:`INTERACTIVE_SLOTS` slots (default: the usable cores; ``GRADVIZ_INTERACTIVE_SLOTS``).
-  More requests wait in line: first come, first served, each on a core of its own, instead
-  of all of them time-sliced on the same cores.
+  More requests wait in line, first come first served, instead of all of them time-sliced
+  on the same cores at once (which also bounds their memory).
 * **heavy slots.** Long work started from a page (dataset-wide studies, accuracy-vs-eps
   curves, the targeted sweeps, GAN projections of chosen images) holds one of
   :data:`HEAVY_SLOTS` slots (default: half the usable cores, at least 1;
