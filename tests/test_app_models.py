@@ -108,6 +108,10 @@ def test_models_page_table_and_training_curves(home, shipped_models):
     card = zoo.get_card("mnist-5k/pgd-linf")
     assert rows["mnist-5k/pgd-linf"]["robust %"] == pytest.approx(100 * card.metrics["robust_accuracy"], abs=0.05)
     assert rows["mnist-5k/pgd-linf"]["attack"] == "PGD-40 linf eps 0.3"
+    for name in shipped_models:  # every shipped card carries AutoAttack beside PGD-40 (issue 15)
+        aa = zoo.get_card(name).metrics["autoattack"]
+        assert rows[name]["AutoAttack %"] == pytest.approx(100 * aa["robust_accuracy"], abs=0.05)
+        assert rows[name]["AutoAttack %"] <= rows[name]["robust %"] + 100 * 0.01  # PGD-40 on 1,000 images vs 200
     assert rows["mnist-5k/pgd-linf"]["norm"] == "linf" and rows["mnist-5k/standard"]["norm"] == "–"
     assert rows["mnist-5k/pgd-linf"]["eps50"] == f"{card.metrics['curve']['eps50']:.4g}"  # from the card's curve
     at.selectbox(key="models_chosen").set_value("mnist-5k/pgd-linf").run()
