@@ -287,6 +287,28 @@ def _settings_options(parser: argparse.ArgumentParser, settings_class) -> None:
                                 help=doc)
 
 
+def _join_torchrun(args, label: str):
+    """Under torchrun, join the group (:func:`gradviz.studies.distributed.init`, ``--device``,
+    ``--dist-timeout``); a plain run joins nothing. Returns ``(ctx or None, is rank 0,
+    progress, close)``: only rank 0 shows a progress bar. Raises ValueError (a bad timeout)."""
+    from gradviz.studies import distributed
+
+    ctx = distributed.init(args.device, args.dist_timeout) if distributed.launched() else None
+    rank0 = ctx is None or ctx.is_main
+    progress, close = tqdm_progress(label) if rank0 else (None, lambda: None)
+    return ctx, rank0, progress, close
+
+
+def _failed(ctx, err: BaseException) -> int:
+    """Print ``err`` where this rank should (:func:`gradviz.studies.distributed.error_line`); exit code 2."""
+    from gradviz.studies import distributed
+
+    line = distributed.error_line(ctx, err)
+    if line:
+        print(line, file=sys.stderr)
+    return 2
+
+
 def cmd_study(args) -> int:
     from gradviz.studies import STUDIES, ChunkStore
 
@@ -294,24 +316,20 @@ def cmd_study(args) -> int:
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Settings)
                 if getattr(args, f.name, None) is not None}
     options = {"chunk": args.chunk} if module.STUDY.chunked else {}
-    from gradviz.studies import distributed  # torchrun: join the group; only rank 0 prints and writes
+    from gradviz.studies import distributed
 
     try:
-        ctx = distributed.init(args.device, args.dist_timeout) if distributed.launched() else None
+        ctx, rank0, progress, close = _join_torchrun(args, f"study {args.study}")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rank0 = ctx is None or ctx.is_main
-    progress, close = tqdm_progress(f"study {args.study}") if rank0 else (None, lambda: None)
     try:
         res = module.run(args.models, dataset=args.dataset, split=args.split, n=args.n, device=args.device,
                          progress=progress, store=ChunkStore(args.store) if args.store else None,
                          recompute=args.recompute, **options, **settings)
     except (ValueError, KeyError, distributed.DistributedStudyError) as err:
         close()
-        if distributed.error_line(ctx, err):
-            print(distributed.error_line(ctx, err), file=sys.stderr)
-        return 2
+        return _failed(ctx, err)
     close()
     if not rank0:
         return 0
@@ -345,23 +363,18 @@ def cmd_report(args) -> int:
     from gradviz.viz.export import StaticExportUnavailable
 
     try:
-        ctx = distributed.init(args.device, args.dist_timeout) if distributed.launched() else None
+        ctx, rank0, progress, close = _join_torchrun(args, "report")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rank0 = ctx is None or ctx.is_main
     # Ranks other than 0 take their share of the studies only; rank 0 draws and writes.
     wanted = tuple(args.only or report.FIGURES)
     include = wanted if rank0 else tuple(f for f in report.STUDY_FIGURES if f in wanted)
-    progress, close = tqdm_progress("report") if rank0 else (None, lambda: None)
     try:
         rep = report.build(args.dataset, device=args.device, progress=progress, include=include)
     except (ValueError, KeyError, distributed.DistributedStudyError) as err:
         close()
-        line = distributed.error_line(ctx, err) if ctx is not None else f"error: {err}"
-        if line:
-            print(line, file=sys.stderr)
-        return 2
+        return _failed(ctx, err)
     close()
     if not rank0:
         return 0

@@ -77,6 +77,22 @@ def linear_classifier(num_features: int, num_classes: int, seed: int = 0, dtype=
     return model.to(dtype) if dtype is not None else model
 
 
+def save_random_user_model(home: Path, name: str = "rand", metrics: dict | None = None) -> str:
+    """A small-cnn with random weights (seed 0) saved as the user model ``mnist-5k/<name>`` under
+    ``home`` (the test's GRADVIZ_HOME), with a card holding ``metrics``; returns its zoo name."""
+    import torch
+
+    from gradviz import zoo
+    from gradviz.nets import build_model
+
+    torch.manual_seed(0)
+    card = zoo.ModelCard(name=f"mnist-5k/{name}", dataset="mnist-5k", arch="small-cnn", method="standard",
+                         metrics=dict(metrics or {}))
+    zoo.save_model(build_model("small-cnn", channels=1, num_classes=10, size=28), card,
+                   Path(home) / "models" / "mnist-5k" / f"{name}.pt")
+    return card.name
+
+
 def input_spy(model):
     """``model`` wrapped in a module that records every input it sees: ``spy.calls`` holds
     (input, whether in train mode) pairs, ``spy.seen`` the inputs seen in train mode (a

@@ -105,14 +105,10 @@ def test_the_study_is_registered_for_the_command_line():
 
 def test_cli_eval_autoattack_writes_the_card_beside_pgd(tmp_path, monkeypatch, capsys):
     from gradviz import zoo
-    from gradviz.nets import build_model
+    from tests.helpers import save_random_user_model
 
     monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))
-    torch.manual_seed(0)
-    card = zoo.ModelCard(name="mnist-5k/rand", dataset="mnist-5k", arch="small-cnn", method="standard",
-                         metrics={"note": "kept"})
-    zoo.save_model(build_model("small-cnn", channels=1, num_classes=10, size=28), card,
-                   tmp_path / "models" / "mnist-5k" / "rand.pt")
+    save_random_user_model(tmp_path, metrics={"note": "kept"})
     assert main(["eval", "mnist-5k/rand", "--autoattack", "--aa-attacks", "apgd-ce", "--limit", "12", "--write",
                  "--device", "cpu"]) == 0
     metrics = zoo.get_card("mnist-5k/rand").metrics

@@ -341,15 +341,11 @@ def test_cli_command_round_trips_through_the_parser():
 
 def test_cli_eval_curve_writes_accuracy_vs_eps_and_eps50(tmp_path, monkeypatch, capsys):
     from gradviz import zoo
-    from gradviz.nets import build_model
     from gradviz.training import default_eps_grid
+    from tests.helpers import save_random_user_model
 
     monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))
-    torch.manual_seed(0)
-    card = zoo.ModelCard(name="mnist-5k/rand", dataset="mnist-5k", arch="small-cnn", method="standard",
-                         metrics={"note": "kept"})
-    zoo.save_model(build_model("small-cnn", channels=1, num_classes=10, size=28), card,
-                   tmp_path / "models" / "mnist-5k" / "rand.pt")
+    save_random_user_model(tmp_path, metrics={"note": "kept"})
     assert main(["eval", "mnist-5k/rand", "--curve", "--limit", "16", "--write", "--device", "cpu"]) == 0
     metrics = zoo.get_card("mnist-5k/rand").metrics
     curve = metrics["curve"]
@@ -377,13 +373,10 @@ def test_cli_eval_curve_writes_accuracy_vs_eps_and_eps50(tmp_path, monkeypatch, 
 
 def test_cli_eval_also_measures_other_attacks(tmp_path, monkeypatch, capsys):
     from gradviz import zoo
-    from gradviz.nets import build_model
+    from tests.helpers import save_random_user_model
 
     monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))
-    torch.manual_seed(0)
-    card = zoo.ModelCard(name="mnist-5k/rand", dataset="mnist-5k", arch="small-cnn", method="standard")
-    zoo.save_model(build_model("small-cnn", channels=1, num_classes=10, size=28), card,
-                   tmp_path / "models" / "mnist-5k" / "rand.pt")
+    save_random_user_model(tmp_path)
     assert main(["eval", "mnist-5k/rand", "--also", "l2:2", "--also", "linf:0.1", "--limit", "8", "--write",
                  "--curve", "--curve-limit", "4", "--device", "cpu"]) == 0
     metrics = zoo.get_card("mnist-5k/rand").metrics
