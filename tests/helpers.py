@@ -93,6 +93,29 @@ def save_random_user_model(home: Path, name: str = "rand", metrics: dict | None 
     return card.name
 
 
+def run_torchrun(args: list[str], tmp: Path, *, script: str | None = None, env: dict | None = None,
+                 timeout: float = 600, nproc: int = 2):
+    """``torchrun --standalone --nproc_per_node nproc -m gradviz ARGS`` (or ``tests/<script> ARGS``),
+    one thread per rank, ``$GRADVIZ_HOME`` in ``tmp/home``, the caller's torchrun variables
+    removed; returns ``(the completed process, its wall time in s)``."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parent.parent
+    target = [str(repo / "tests" / script)] if script else ["-m", "gradviz"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "--monitor-interval=0.5", *target, *args]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(repo),
+                "GRADVIZ_HOME": str(tmp / "home"), **(env or {})}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        full_env.pop(k, None)
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=repo, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return proc, time.monotonic() - t0
+
+
 def input_spy(model):
     """``model`` wrapped in a module that records every input it sees: ``spy.calls`` holds
     (input, whether in train mode) pairs, ``spy.seen`` the inputs seen in train mode (a

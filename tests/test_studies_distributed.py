@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import io
 import re
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import pytest
 import torch
 
 from gradviz.studies import ChunkStore, alignment, distributed, inequality, roar_kar, robustness
+from tests.helpers import run_torchrun
 
 REPO = Path(__file__).resolve().parent.parent
 STD, PGD = "mnist-5k/standard", "mnist-5k/pgd-linf"
@@ -39,19 +37,10 @@ TIMEOUT = 600
 
 
 def torchrun(args: list[str], tmp: Path, *, script: bool = False, env: dict | None = None,
-             timeout: float = TIMEOUT, nproc: int = 2) -> tuple[subprocess.CompletedProcess, float]:
-    """``torchrun --nproc_per_node nproc -m gradviz ARGS`` (or tests/torchrun_study.py ARGS),
-    one thread per rank, $GRADVIZ_HOME in ``tmp``; returns the process and its wall time."""
-    target = [str(REPO / "tests" / "torchrun_study.py")] if script else ["-m", "gradviz"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "--monitor-interval=0.5", *target, *args]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
-                "GRADVIZ_HOME": str(tmp / "home"), **(env or {})}
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        full_env.pop(k, None)
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
-    return proc, time.monotonic() - t0
+             timeout: float = TIMEOUT, nproc: int = 2):
+    """:func:`tests.helpers.run_torchrun` of ``-m gradviz ARGS`` (or tests/torchrun_study.py ARGS)."""
+    return run_torchrun(args, tmp, script="torchrun_study.py" if script else None, env=env, timeout=timeout,
+                        nproc=nproc)
 
 
 @pytest.fixture

@@ -15,10 +15,6 @@ tests/torchrun_train.py; an injected hang sleeps for an hour, so a run that ends
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +23,7 @@ import torch
 from gradviz import zoo
 from gradviz.training import METHODS, TrainConfig, train
 from gradviz.training import distributed as ddp
+from tests.helpers import run_torchrun
 
 REPO = Path(__file__).resolve().parent.parent
 #: Seconds a torchrun subprocess may take (far below the injected hang's hour).
@@ -37,19 +34,9 @@ TRAIN_ARGS = ["train", "--method", "standard", "--epochs", "1", "--limit", "256"
 
 
 def torchrun(args: list[str], tmp: Path, *, script: str | None = None, env: dict | None = None,
-             timeout: float = TIMEOUT) -> tuple[subprocess.CompletedProcess, float]:
-    """``torchrun --nproc_per_node 2 -m gradviz ARGS`` (or ``tests/SCRIPT ARGS``), one thread
-    per rank, $GRADVIZ_HOME in ``tmp``; returns the process and its wall time."""
-    target = [str(REPO / "tests" / script)] if script else ["-m", "gradviz"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "--monitor-interval=0.5", *target, *args]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
-                "GRADVIZ_HOME": str(tmp / "home"), **(env or {})}
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        full_env.pop(k, None)
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
-    return proc, time.monotonic() - t0
+             timeout: float = TIMEOUT):
+    """:func:`tests.helpers.run_torchrun` with this file's timeout."""
+    return run_torchrun(args, tmp, script=script, env=env, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- without torchrun
