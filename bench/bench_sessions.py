@@ -283,7 +283,11 @@ async def session(page, k: int, deadline: float, rec: Record, *, timeout_s: floa
             await _goto_menu(page, "Attack", "PGD attack", tmo)
             number = page.get_by_role("spinbutton", name=re.compile(r"^Test image"))
 
-            async def pick(i=int(rng.integers(1, N_TEST))):
+            i = int(rng.integers(1, N_TEST))
+            if str(i) == await number.input_value():  # the page kept this image: no new chart would come
+                i = i % (N_TEST - 1) + 1
+
+            async def pick(i=i):
                 await number.fill(str(i))
                 await number.press("Enter")
 
