@@ -37,6 +37,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], bool]] = {
     "residual": ("bench_residual.py", ["--n", "100", "--n-ref", "2", "--floor-steps", "30"], True),
     "threads": ("bench_threads.py", ["--seconds", "2", "--concurrency", "1", "2", "4"], False),
     "studies": ("bench_studies_distributed.py", ["--n", "50", "--chunk", "25", "--steps", "5"], False),
+    "figures": ("bench_figures.py", ["--repeats", "5"], False),
+    "server": ("bench_server_sessions.py", ["--sessions", "1", "4", "8", "--seconds", "15"], False),
     "sessions": ("bench_sessions.py", ["--sessions", "1", "2", "4", "--seconds", "15"], False),
 }
 

@@ -179,3 +179,29 @@ def test_heavy_work_on_a_page_waits_for_its_slot_then_runs():
     for t in holder:
         t.join(10)
     assert heavy.running == 0 and heavy.waiting == 0
+
+
+def test_freeze_long_lived_freezes_once_per_set_of_imports(monkeypatch):
+    """The first call freezes; later calls freeze again only after new imports; what was
+    alive then is out of the collector's scans, and new garbage is still collected."""
+    import gc
+    import sys
+    import weakref
+
+    monkeypatch.setattr(compute, "_modules_at_freeze", 0)
+    assert compute.freeze_long_lived() is True
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    assert compute.freeze_long_lived() is False  # nothing imported since
+    monkeypatch.setitem(sys.modules, "gradviz_test_fake_module", type(sys)("gradviz_test_fake_module"))
+    assert compute.freeze_long_lived() is True
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle made after the freeze
+    ref = weakref.ref(a)
+    del a, b
+    gc.collect()
+    assert ref() is None

@@ -151,3 +151,24 @@ def test_corrupt_card_is_skipped_not_fatal(home):
     (folder / "broken.json").write_text("{not json")
     (folder / "broken.pt").write_bytes(b"")
     assert "mnist-5k/broken" not in [c.name for c in zoo.list_models()]
+
+
+def test_a_card_read_again_is_the_file_as_it_is_now(home):
+    """Cards are parsed once per file version (the app lists them a dozen times per run): a
+    rewritten card is read afresh, a card changed in memory does not change the next read,
+    and a file that holds no JSON object is no card."""
+    folder = zoo.user_model_dir() / "mnist-5k"
+    folder.mkdir(parents=True)
+    card = _tiny_card("mnist-5k/cached")
+    card.path = str(folder / "cached.pt")
+    zoo.write_card(card)
+    first = zoo.read_card(folder / "cached.json")
+    assert first.metrics == {"clean_accuracy": 0.5}
+    first.metrics = {"clean_accuracy": 0.9}  # replaced on this card only
+    assert zoo.read_card(folder / "cached.json").metrics == {"clean_accuracy": 0.5}
+    card.metrics = {"clean_accuracy": 0.75}
+    zoo.write_card(card)
+    assert zoo.read_card(folder / "cached.json").metrics == {"clean_accuracy": 0.75}
+    (folder / "cached.json").write_text("[1, 2]")
+    with pytest.raises(zoo.CheckpointError, match="no JSON object"):
+        zoo.read_card(folder / "cached.json")

@@ -21,6 +21,17 @@ machine the Gradients page's 8-image x 2-model grid took 17 ms with one torch th
   :data:`HEAVY_SLOTS` slots (default: half the usable cores, at least 1;
   ``GRADVIZ_HEAVY_SLOTS``), a pool of its own: however many sessions start studies, they
   take at most that many cores, and the interactive pages keep the others.
+* **the garbage collector.** After every script run Streamlit calls a full ``gc.collect(2)``
+  (its ``runner.postScriptGC``), which scans every object the server tracks: the imported
+  modules of torch, plotly, pandas and Streamlit itself, about 340,000 objects, 0.1-0.2 s per
+  run with the GIL held, a quarter of the server's time in ``bench/bench_sessions.py``
+  (py-spy). :func:`freeze_long_lived` moves the objects alive at the start of a run after new
+  imports (modules, classes, functions) out of those scans (``gc.freeze``). A collection then
+  scans what the runs created, about 2,000 objects in 1 ms, and keeps its purpose: the memory
+  of finished runs is freed at once.
+* **imports.** Modules that a page imports on first use are imported by one session's thread
+  while others run; the few that libraries peek at in ``sys.modules`` (pandas, PIL.Image) are
+  imported with this module, before any session.
 * **a session that goes away.** Streamlit asks its script to stop; the request stops at its
   next Streamlit call. Heavy work reports progress through Streamlit at every stored chunk
   (and every second while it waits for a slot), so it stops there, keeps the chunks done
@@ -33,12 +44,21 @@ keep torch's defaults.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Optional
 
+# Imported before any session runs, not where first used: plotly's array checks read
+# sys.modules["pandas"] (and "PIL.Image") without importing them, so a first import still in
+# flight in another session's thread made a figure fail with "partially initialized module
+# 'pandas' has no attribute 'Series'" (3 sessions opening a fresh server at once:
+# tests/test_browser_sessions.py).
+import pandas  # noqa: F401
+import PIL.Image  # noqa: F401
 import torch
 
 __all__ = [
@@ -49,6 +69,7 @@ __all__ = [
     "SlotPool",
     "apply_thread_policy",
     "compute_slot",
+    "freeze_long_lived",
     "pool",
     "waiting_message",
 ]
@@ -190,3 +211,33 @@ def apply_thread_policy() -> None:
     run (cheap once set)."""
     if torch.get_num_threads() != TORCH_THREADS:
         torch.set_num_threads(TORCH_THREADS)
+
+
+_freeze_lock = threading.Lock()
+_modules_at_freeze = 0
+
+
+def freeze_long_lived() -> bool:
+    """``gc.collect()`` then ``gc.freeze()`` when modules were imported since the last call
+    that froze (the first call always freezes): the objects alive then (above all the
+    imported modules, their classes and functions) leave the garbage collector's generations,
+    and later collections (Streamlit's full collection after every run, Python's own) no
+    longer scan them. Objects created afterwards are collected as before. The app calls it at
+    the start of every run; once the pages' lazy imports are done (pandas, plotly's trace
+    classes, kaleido: about 600 modules on the first Gradients and Attack runs) it does
+    nothing but compare two numbers. Returns whether this call froze.
+
+    A frozen object that later becomes cyclic garbage is never freed: the objects of other
+    sessions' runs in flight at a freeze (a figure being built) are kept for the life of the
+    process. That happens only at the few freezes of a process's first minutes.
+    """
+    global _modules_at_freeze
+    if len(sys.modules) == _modules_at_freeze:
+        return False
+    with _freeze_lock:
+        if len(sys.modules) == _modules_at_freeze:
+            return False
+        _modules_at_freeze = len(sys.modules)
+        gc.collect()
+        gc.freeze()
+        return True

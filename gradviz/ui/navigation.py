@@ -21,7 +21,7 @@ from typing import Iterator
 
 import streamlit as st
 
-from gradviz.ui.compute import apply_thread_policy
+from gradviz.ui.compute import apply_thread_policy, freeze_long_lived
 from gradviz.ui.state import draw_sidebar
 
 _run = threading.local()  # Streamlit runs each session's script in its own thread
@@ -41,10 +41,11 @@ def app_pages() -> list:
 
 
 def app_frame():
-    """Page config, the thread policy (:mod:`gradviz.ui.compute`), ``st.navigation`` over
-    :func:`app_pages` and the shared sidebar (:func:`gradviz.ui.state.draw_sidebar`);
+    """Page config, the thread and memory policy (:mod:`gradviz.ui.compute`), ``st.navigation``
+    over :func:`app_pages` and the shared sidebar (:func:`gradviz.ui.state.draw_sidebar`);
     returns the page the URL asks for (a ``StreamlitPage``, not run yet)."""
     st.set_page_config(page_title="gradviz", page_icon=":material/gradient:", layout="wide")
+    freeze_long_lived()
     apply_thread_policy()
     page = st.navigation(app_pages())
     draw_sidebar()

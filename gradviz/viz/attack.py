@@ -19,10 +19,9 @@ from typing import Optional
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from gradviz.viz.common import as_array, chw, class_name, image_trace, prediction_text, short_model_name
-from gradviz.viz.common import subplot_image_axes, values_by_model
+from gradviz.viz.common import as_array, chw, class_name, image_trace_spec, prediction_text, short_model_name
+from gradviz.viz.common import grid_axes, image_grid_layout, values_by_model
 from gradviz.viz.style import DIVERGING_COLORSCALE, LAYOUT, PALETTE
 
 __all__ = [
@@ -104,19 +103,22 @@ def attack_panels_figure(
         titles += [f"{short_model_name(k)}: x → {b}" if b else f"{short_model_name(k)}: x",
                    f"x_adv → {a}" if a else "x_adv",
                    f"(x_adv − x) × {amplify:.3g}{channel_note}"]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
-                        horizontal_spacing=gap_x / plot_w, vertical_spacing=gap_y / plot_h if rows > 1 else 0.0)
+    traces = []
     for i, k in enumerate(names):
-        fig.add_trace(image_trace(x0, "x"), row=i + 1, col=1)
-        fig.add_trace(image_trace(adv[k], f"x_adv {short_model_name(k)}"), row=i + 1, col=2)
         d = deltas[k]
-        fig.add_trace(go.Heatmap(
-            z=np.clip(amplify * d, -1, 1), customdata=d, coloraxis="coloraxis",
-            name=f"perturbation {short_model_name(k)}",
-            hovertemplate=("x %{x}, y %{y}<br>x_adv − x = %{customdata:.4f}<br>"
-                           f"shown (× {amplify:.3g}) %{{z:.3f}}<extra>{short_model_name(k)}</extra>"),
-        ), row=i + 1, col=3)
-    subplot_image_axes(fig, rows * cols)
+        traces += [
+            image_trace_spec(x0, "x", **grid_axes(3 * i + 1)),
+            image_trace_spec(adv[k], f"x_adv {short_model_name(k)}", **grid_axes(3 * i + 2)),
+            dict(
+                type="heatmap", z=np.clip(amplify * d, -1, 1), customdata=d, coloraxis="coloraxis",
+                name=f"perturbation {short_model_name(k)}",
+                hovertemplate=("x %{x}, y %{y}<br>x_adv − x = %{customdata:.4f}<br>"
+                               f"shown (× {amplify:.3g}) %{{z:.3f}}<extra>{short_model_name(k)}</extra>"),
+                **grid_axes(3 * i + 3),
+            ),
+        ]
+    fig = go.Figure(data=traces, layout=image_grid_layout(
+        rows, cols, titles=titles, h_spacing=gap_x / plot_w, v_spacing=gap_y / plot_h if rows > 1 else 0.0))
     if title is None:
         what = f"label {class_name(class_names, label)}" if label is not None else "label unknown"
         if target is not None:
@@ -324,21 +326,21 @@ def pag_grid_figure(
             if second:
                 t += "<br>" + " · ".join(second)
             titles.append(t)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
-                        horizontal_spacing=gap_x / plot_w if cols > 1 else 0.0,
-                        vertical_spacing=gap_y / plot_h if rows > 1 else 0.0)
+    traces = []
     for i, name in enumerate(names):
-        offset = 0
-        if x0 is not None:
-            fig.add_trace(image_trace(x0, "x"), row=i + 1, col=1)
-            offset = 1
-        for j, c in enumerate(classes):
-            fig.add_trace(image_trace(arrs[name][j], f"{short_model_name(name)} → {class_name(class_names, c)}"),
-                          row=i + 1, col=j + 1 + offset)
-    subplot_image_axes(fig, rows * cols, title_size=11)
+        panels = ([image_trace_spec(x0, "x")] if x0 is not None else []) + [
+            image_trace_spec(arrs[name][j], f"{short_model_name(name)} → {class_name(class_names, c)}")
+            for j, c in enumerate(classes)]
+        for j, trace in enumerate(panels):
+            trace.update(grid_axes(i * cols + j + 1))
+        traces += panels
+    layout = image_grid_layout(rows, cols, titles=titles, title_size=11,
+                               h_spacing=gap_x / plot_w if cols > 1 else 0.0,
+                               v_spacing=gap_y / plot_h if rows > 1 else 0.0)
     for i, name in enumerate(names):  # the model's name, vertical, left of its row
-        fig.update_yaxes(title=dict(text=f"<b>{short_model_name(name)}</b>", standoff=4, font=dict(size=12)),
-                         row=i + 1, col=1)
+        axis = layout["yaxis" + ("" if i == 0 else str(i * cols + 1))]
+        axis["title"] = dict(text=f"<b>{short_model_name(name)}</b>", standoff=4, font=dict(size=12))
+    fig = go.Figure(data=traces, layout=layout)
     width, height = plot_w + margin["l"] + margin["r"], plot_h + margin["t"] + margin["b"]
     if title is None:
         title = "Large-eps targeted l_2 PGD toward each class (perceptually aligned gradients)"

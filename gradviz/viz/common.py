@@ -4,8 +4,15 @@
 * :func:`values_by_model`, :func:`shared_bins`: per-model values (curves checked against their x axis),
   one set of histogram bins for every model;
 * :func:`class_name`, :func:`short_model_name`, :func:`prediction_text`: the text of titles;
-* :func:`image_trace`, :func:`subplot_image_axes`, :func:`image_axis`: image panels (square
-  pixels, row 0 on top, no ticks) in a ``make_subplots`` grid or at explicit domains.
+* :func:`image_trace` (:func:`image_trace_spec`), :func:`image_grid_layout`, :func:`grid_axes`,
+  :func:`image_axis`: image panels (square pixels, row 0 on top, no ticks) in a grid or at explicit domains.
+
+The image grids are built as one layout dictionary and one ``go.Figure(data, layout)`` call,
+with traces given as dictionaries (:func:`image_trace_spec`), so plotly validates each
+property once. Built with ``make_subplots``, ``add_trace(row=, col=)`` and
+``update_xaxes`` / ``update_yaxes`` instead, the Gradients page's 8 x 3 grid took 0.39-0.41 s
+against 24-27 ms (``bench/bench_figures.py``, quiet machine): most of the server's time in a
+page run, with Python's GIL held, so every other session waited too.
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ __all__ = [
     "as_array",
     "chw",
     "class_name",
+    "grid_axes",
     "image_axis",
+    "image_grid_layout",
     "image_trace",
+    "image_trace_spec",
     "prediction_text",
     "shared_bins",
     "short_model_name",
-    "subplot_image_axes",
     "values_by_model",
 ]
 
@@ -143,6 +152,22 @@ def prediction_text(pred: Optional[tuple], class_names: Optional[Sequence[str]],
     return text
 
 
+def image_trace_spec(img: np.ndarray, name: str, *, hover: Optional[str] = None, xaxis: Optional[str] = None,
+                     yaxis: Optional[str] = None) -> dict:
+    """:func:`image_trace` as a plain trace dictionary (``{"type": "heatmap", ...}``), for
+    builders that make the whole figure at once: ``go.Figure(data=[specs...])`` validates it
+    once, where a trace object is validated when made and again when the figure copies it."""
+    hover = name if hover is None else hover
+    axes = {k: v for k, v in (("xaxis", xaxis), ("yaxis", yaxis)) if v is not None}
+    if img.shape[0] == 3:
+        rgb = np.clip(np.round(img.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
+        return dict(type="image", z=rgb, name=name,
+                    hovertemplate=f"x %{{x}}, y %{{y}}<br>RGB %{{z}}<extra>{hover}</extra>", **axes)
+    z = img[0] if img.shape[0] == 1 else img.mean(axis=0)
+    return dict(type="heatmap", z=z, colorscale="gray", zmin=0.0, zmax=1.0, showscale=False, name=name,
+                hovertemplate=f"x %{{x}}, y %{{y}}<br>pixel %{{z:.3f}}<extra>{hover}</extra>", **axes)
+
+
 def image_trace(img: np.ndarray, name: str, *, hover: Optional[str] = None, xaxis: Optional[str] = None,
                 yaxis: Optional[str] = None) -> go.BaseTraceType:
     """A (C, H, W) image in [0, 1] as a trace: an RGB ``go.Image`` (C = 3, rounded to 0..255)
@@ -155,35 +180,73 @@ def image_trace(img: np.ndarray, name: str, *, hover: Optional[str] = None, xaxi
         xaxis, yaxis: the axes (``"x2"``, ...) when placed by domain; None (default): plotly's,
             or ``make_subplots``' when added with ``row`` and ``col``.
     """
-    hover = name if hover is None else hover
-    axes = {k: v for k, v in (("xaxis", xaxis), ("yaxis", yaxis)) if v is not None}
-    if img.shape[0] == 3:
-        rgb = np.clip(np.round(img.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
-        return go.Image(z=rgb, name=name, hovertemplate=f"x %{{x}}, y %{{y}}<br>RGB %{{z}}<extra>{hover}</extra>",
-                        **axes)
-    z = img[0] if img.shape[0] == 1 else img.mean(axis=0)
-    return go.Heatmap(z=z, colorscale="gray", zmin=0.0, zmax=1.0, showscale=False, name=name,
-                      hovertemplate=f"x %{{x}}, y %{{y}}<br>pixel %{{z:.3f}}<extra>{hover}</extra>", **axes)
+    spec = image_trace_spec(img, name, hover=hover, xaxis=xaxis, yaxis=yaxis)
+    return (go.Image if spec["type"] == "image" else go.Heatmap)(spec)
 
 
-def subplot_image_axes(fig: go.Figure, n_panels: int, *, title_size: int = 12) -> None:
-    """Make the first ``n_panels`` axis pairs of a ``make_subplots`` figure image panels
-    (:data:`~gradviz.viz.style.IMAGE_AXIS`, row 0 on top, square pixels) and set the subplot
-    titles' font (``title_size`` px, default 12)."""
-    fig.update_xaxes(**IMAGE_AXIS)
-    fig.update_yaxes(autorange="reversed", **IMAGE_AXIS)
-    for k in range(1, n_panels + 1):
-        suffix = "" if k == 1 else str(k)
-        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
-    for ann in fig.layout.annotations:
-        ann.font = dict(size=title_size, family=FONT)
+def grid_axes(k: int) -> dict[str, str]:
+    """The trace keywords ``{"xaxis": "x<k>", "yaxis": "y<k>"}`` of panel ``k`` (1-based;
+    panel 1 is plotly's ``"x"`` / ``"y"``), for :func:`image_trace` or a trace's constructor."""
+    s = "" if k == 1 else str(k)
+    return {"xaxis": f"x{s}", "yaxis": f"y{s}"}
+
+
+def image_grid_layout(rows: int, cols: int, *, h_spacing: float = 0.0, v_spacing: float = 0.0,
+                      titles: Sequence[str] = (), title_size: int = 12) -> dict[str, dict]:
+    """Layout entries of a ``rows`` x ``cols`` grid of image panels, placed as plotly's
+    ``make_subplots`` places them: panel k (1-based, row by row from the top left) on axes
+    ``x<k>`` / ``y<k>`` (:func:`grid_axes`) with equal domains separated by the spacings, each
+    an image axis (:data:`~gradviz.viz.style.IMAGE_AXIS`, row 0 on top, square pixels).
+
+    Args:
+        rows, cols: grid size (>= 1 each).
+        h_spacing, v_spacing: gap between columns / rows as a fraction of the plot area's width /
+            height, in [0, 1) (total gaps below 1). Default 0.
+        titles: panel titles in panel order (fewer is fine; ``""`` draws none), each an
+            annotation above its panel, centred, in ``title_size`` px (default 12).
+
+    Returns:
+        ``{"xaxis": ..., "yaxis": ..., "xaxis2": ..., ..., "annotations": [...]}`` for
+        ``go.Figure(data, layout={**entries, ...})``.
+
+    Raises:
+        ValueError: ``rows`` or ``cols`` < 1, or spacings that leave no room for the panels.
+    """
+    if rows < 1 or cols < 1:
+        raise ValueError(f"an image grid needs at least one row and one column, got {rows} x {cols}")
+    width = (1.0 - h_spacing * (cols - 1)) / cols
+    height = (1.0 - v_spacing * (rows - 1)) / rows
+    if not (width > 0 and height > 0 and h_spacing >= 0 and v_spacing >= 0):
+        raise ValueError(f"spacings {h_spacing:g} x {v_spacing:g} leave no room for {rows} x {cols} panels")
+    layout: dict = {}
+    annotations = []
+    for r in range(rows):
+        top = 1.0 - r * (height + v_spacing)
+        for c in range(cols):
+            k = r * cols + c + 1
+            left = c * (width + h_spacing)
+            layout.update(_image_axes(k, (left, left + width), (top - height, top)))
+            title = titles[k - 1] if k <= len(titles) else ""
+            if title:
+                annotations.append(dict(text=title, x=left + width / 2, y=top, xref="paper", yref="paper",
+                                        xanchor="center", yanchor="bottom", showarrow=False,
+                                        font=dict(size=title_size, family=FONT)))
+    layout["annotations"] = annotations
+    return layout
+
+
+def _image_axes(k: int, x_dom: Sequence[float], y_dom: Sequence[float]) -> dict[str, dict]:
+    """``{"xaxis<k>": ..., "yaxis<k>": ...}``: axis pair ``k`` as an image panel at the given
+    paper domains (clipped into [0, 1])."""
+    s = "" if k == 1 else str(k)
+    return {
+        f"xaxis{s}": dict(domain=[min(max(float(v), 0.0), 1.0) for v in x_dom], anchor=f"y{s}", **IMAGE_AXIS),
+        f"yaxis{s}": dict(domain=[min(max(float(v), 0.0), 1.0) for v in y_dom], anchor=f"x{s}",
+                          autorange="reversed", scaleanchor=f"x{s}", **IMAGE_AXIS),
+    }
 
 
 def image_axis(fig: go.Figure, k: int, x_dom: Sequence[float], y_dom: Sequence[float]) -> None:
     """Make axis pair ``k`` (1-based) an image panel at the given paper domains (each
     clipped into [0, 1]): :data:`~gradviz.viz.style.IMAGE_AXIS`, row 0 on top, square pixels."""
-    s = "" if k == 1 else str(k)
-    fig.layout[f"xaxis{s}"] = dict(domain=[min(max(float(v), 0.0), 1.0) for v in x_dom], anchor=f"y{s}",
-                                   **IMAGE_AXIS)
-    fig.layout[f"yaxis{s}"] = dict(domain=[min(max(float(v), 0.0), 1.0) for v in y_dom], anchor=f"x{s}",
-                                   autorange="reversed", scaleanchor=f"x{s}", **IMAGE_AXIS)
+    fig.update_layout(_image_axes(k, x_dom, y_dom))

@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from gradviz.attribution import METHODS, OBJECTIVES, reduce_channels
-from gradviz.viz.common import class_name, image_trace, short_model_name, subplot_image_axes
+from gradviz.viz.common import class_name, grid_axes, image_grid_layout, image_trace_spec, short_model_name
 from gradviz.viz.style import DIVERGING_COLORSCALE, FONT, LAYOUT, WRONG
 
 if TYPE_CHECKING:
@@ -108,14 +107,6 @@ def gradient_grid_figure(
                 lines = [f"<span style='color:{WRONG}'>{line}</span>" for line in lines]
             titles.append("<br>".join(lines))
 
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=titles,
-        horizontal_spacing=gap_x / plot_w if cols > 1 else 0.0,
-        vertical_spacing=gap_y / plot_h if rows > 1 else 0.0,
-    )
-
     maps = {k: grid.maps[k][:, 0].numpy().astype(np.float32) for k in grid.model_names}
     before = {
         k: reduce_channels(grid.attributions[k], grid.channel_reduction)[:, 0].numpy()
@@ -128,23 +119,25 @@ def gradient_grid_figure(
         peak = 1.0
 
     x_np = grid.x.numpy()
+    traces = []
     for i in range(n):
-        fig.add_trace(image_trace(x_np[i], grid.names[i], hover="input"), row=i + 1, col=1)
+        traces.append(image_trace_spec(x_np[i], grid.names[i], hover="input", **grid_axes(i * cols + 1)))
         for j, name in enumerate(grid.model_names):
-            fig.add_trace(
-                go.Heatmap(
-                    z=maps[name][i], customdata=before[name][i], coloraxis="coloraxis",
-                    name=short_model_name(name),
-                    hovertemplate=(
-                        "x %{x}, y %{y}<br>shown %{z:.3f}<br>before scaling %{customdata:.3g}"
-                        f"<extra>{short_model_name(name)}</extra>"
-                    ),
+            traces.append(dict(
+                type="heatmap", z=maps[name][i], customdata=before[name][i], coloraxis="coloraxis",
+                name=short_model_name(name),
+                hovertemplate=(
+                    "x %{x}, y %{y}<br>shown %{z:.3f}<br>before scaling %{customdata:.3g}"
+                    f"<extra>{short_model_name(name)}</extra>"
                 ),
-                row=i + 1, col=j + 2,
-            )
+                **grid_axes(i * cols + j + 2),
+            ))
 
-    subplot_image_axes(fig, rows * cols)
-    fig.update_layout(
+    layout = image_grid_layout(rows, cols, titles=titles,
+                               h_spacing=gap_x / plot_w if cols > 1 else 0.0,
+                               v_spacing=gap_y / plot_h if rows > 1 else 0.0)
+    return go.Figure(data=traces, layout=dict(
+        layout,
         width=width,
         height=height,
         margin=margin,
@@ -161,8 +154,7 @@ def gradient_grid_figure(
             ),
         ),
         hoverlabel=dict(font=dict(family=FONT)),
-    )
-    return fig
+    ))
 
 
 def _fit(text: str, n: int) -> str:

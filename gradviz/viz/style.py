@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import plotly.graph_objects as go
+import plotly.io as pio
+
 __all__ = [
     "DIVERGING_COLORSCALE",
     "FONT",
@@ -16,6 +19,7 @@ __all__ = [
     "LAYOUT",
     "MAGNITUDE_COLORSCALE",
     "PALETTE",
+    "TEMPLATE",
     "WRONG",
     "model_colours",
     "page_title",
@@ -25,8 +29,18 @@ __all__ = [
 #: Font family of every figure (text, hover labels, panel titles).
 FONT = "Inter, Helvetica, Arial, sans-serif"
 
+#: Name of gradviz's plotly template, registered in ``plotly.io.templates`` on import: plotly's
+#: "plotly_white" with its trace defaults kept only for the trace types gradviz draws (scatter,
+#: heatmap, histogram, bar; go.Image has none). A figure copies its template when it is made;
+#: plotly_white's defaults for 24 trace types made that copy 16 ms, against 5 ms for this one,
+#: on every figure of every page run. The figures look the same.
+TEMPLATE = "gradviz"
+_white = pio.templates["plotly_white"]
+pio.templates[TEMPLATE] = go.layout.Template(
+    layout=_white.layout, data={k: _white.data[k] for k in ("scatter", "heatmap", "histogram", "bar")})
+
 #: Layout defaults of every figure: ``fig.update_layout(**LAYOUT, ...)``.
-LAYOUT: dict[str, Any] = {"template": "plotly_white", "font": {"family": FONT, "size": 12}}
+LAYOUT: dict[str, Any] = {"template": TEMPLATE, "font": {"family": FONT, "size": 12}}
 
 #: Model colours, in the order of the compared models (plotly's first eight, red second).
 PALETTE: tuple[str, ...] = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
