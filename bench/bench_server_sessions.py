@@ -42,8 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench._report import result  # noqa: E402
-from bench.bench_sessions import N_TEST, Record, RssSampler, page_breakdown, serve, summarise  # noqa: E402
+from bench.bench_sessions import N_TEST, Record, RssSampler, report_phases, serve, summarise  # noqa: E402
 
 _HZ = os.sysconf("SC_CLK_TCK")
 
@@ -278,30 +277,11 @@ def main() -> int:
                 rec, wall = asyncio.run(run_phase(url, n, args.seconds, timeout_s=args.timeout, seed=args.seed,
                                                   on_start=started))
                 cores = (cpu_seconds(pid) - cpu[0]) / wall if pid else float("nan")
-                rows.append((n, summarise(rec, wall), rss.peak, cores, load0, os.getloadavg()[0], rec.errors))
-            ref = next((s["rate"] for n, s, *_ in rows if n == 1), None)
-            print(f"\n{'sessions':>8} {'updates':>7} {'upd/s':>6} {'p50 s':>6} {'p95 s':>6} {'errors':>6} "
-                  f"{'peak RSS MB':>11} {'server cores':>12} {'rate / rate at 1':>16} {'load before-after':>17}")
-            for n, s, peak, cores, l0, l1, _ in rows:
-                ratio = f"{s['rate'] / ref:.2f}x" if ref else "-"
-                print(f"{n:>8} {s['updates']:>7} {s['rate']:6.2f} {s['p50']:6.2f} {s['p95']:6.2f} {s['errors']:>6} "
-                      f"{peak:11.0f} {cores:12.2f} {ratio:>16} {l0:8.2f}-{l1:<8.2f}")
-            for n, s, *_ in rows:
-                print(f"  N={n}: {page_breakdown(s)}")
-            for n, s, *_, errors in rows:
-                for e in errors[:5]:
-                    print(f"  N={n} error: {e}")
-            for n, s, *_ in rows:
-                if ref and n > 1:
-                    result(f"server sessions: rate at {n} / rate at 1", s["rate"] / ref,
-                           what="aggregate updates/s, no browser")
-                if n == 4:
-                    ok = s["p95"] <= 1.5 and s["errors"] == 0
-                    print(f"target 4 sessions p95 <= 1.5 s and 0 errors (server alone): {'met' if ok else 'NOT met'}")
-                    result("server sessions: p95 latency at 4", s["p95"], op="<=", target=1.5, unit="s",
-                           what="request -> end of the run, no browser")
-                result(f"server sessions: errors at {n}", s["errors"], op="<=", target=0, unit="errors",
-                       what=f"{n} sessions, {args.seconds:g} s, no browser")
+                rows.append(dict(n=n, summary=summarise(rec, wall), peak=rss.peak, cores=cores, load0=load0,
+                                 load1=os.getloadavg()[0], errors=rec.errors))
+            report_phases(rows, name="server sessions", seconds=args.seconds, target_note=" (server alone)",
+                          latency_what="request -> end of the run, no browser",
+                          rate_what="aggregate updates/s, no browser")
             print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

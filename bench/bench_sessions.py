@@ -433,6 +433,39 @@ def page_breakdown(s: dict) -> str:
     return "; ".join(f"{k} {n} updates, p50 / p95 {p50:.2f} / {p95:.2f} s" for k, (n, p50, p95) in s["by_page"].items())
 
 
+def report_phases(rows: list[dict], *, name: str, seconds: float, latency_what: str, rate_what: str,
+                  target_note: str = "") -> None:
+    """Print the table of the phases (one row per N: ``n``, ``summary`` from :func:`summarise`,
+    ``peak`` RSS MB, ``cores`` of the server or None, ``load0``, ``load1``, ``errors``), the
+    per-page latencies, the first errors, and the RESULT lines named ``"<name>: ..."`` (the
+    rate at N over the rate at 1; at N = 4 the p95 target of 1.5 s; errors, target 0)."""
+    ref = next((r["summary"]["rate"] for r in rows if r["n"] == 1), None)
+    cores = any(r.get("cores") is not None for r in rows)
+    print(f"\n{'sessions':>8} {'updates':>7} {'upd/s':>6} {'p50 s':>6} {'p95 s':>6} {'errors':>6} {'peak RSS MB':>11}"
+          + (f" {'server cores':>12}" if cores else "") + f" {'rate / rate at 1':>16} {'load before-after':>17}")
+    for r in rows:
+        s = r["summary"]
+        ratio = f"{s['rate'] / ref:.2f}x" if ref else "-"
+        print(f"{r['n']:>8} {s['updates']:>7} {s['rate']:6.2f} {s['p50']:6.2f} {s['p95']:6.2f} {s['errors']:>6} "
+              f"{r['peak']:11.0f}" + (f" {r['cores']:12.2f}" if cores else "")
+              + f" {ratio:>16} {r['load0']:8.2f}-{r['load1']:<8.2f}")
+    for r in rows:
+        print(f"  N={r['n']}: {page_breakdown(r['summary'])}")
+    for r in rows:
+        for e in r["errors"][:5]:
+            print(f"  N={r['n']} error: {e}")
+    for r in rows:
+        n, s = r["n"], r["summary"]
+        if ref and n > 1:
+            result(f"{name}: rate at {n} / rate at 1", s["rate"] / ref, what=rate_what)
+        if n == 4:
+            ok = s["p95"] <= 1.5 and s["errors"] == 0
+            print(f"target 4 sessions p95 <= 1.5 s and 0 errors{target_note}: {'met' if ok else 'NOT met'}")
+            result(f"{name}: p95 latency at 4", s["p95"], op="<=", target=1.5, unit="s", what=latency_what)
+        result(f"{name}: errors at {n}", s["errors"], op="<=", target=0, unit="errors",
+               what=f"{n} sessions, {seconds:g} s{target_note}")
+
+
 def settle(sampler: RssSampler, seconds: float) -> float:
     """Wait ``seconds`` for the server to settle; returns its RSS then (MB)."""
     time.sleep(seconds)
@@ -468,29 +501,10 @@ def main() -> int:
                 load0 = os.getloadavg()[0]
                 rec, wall = asyncio.run(run_phase(url, n, args.seconds, timeout_s=args.timeout, seed=args.seed,
                                                   on_start=rss.reset))
-                rows.append((n, summarise(rec, wall), rss.peak, load0, os.getloadavg()[0], rec.errors))
-            ref = next((s["rate"] for n, s, *_ in rows if n == 1), None)
-            print(f"\n{'sessions':>8} {'updates':>7} {'upd/s':>6} {'p50 s':>6} {'p95 s':>6} {'errors':>6} "
-                  f"{'peak RSS MB':>11} {'rate / rate at 1':>16} {'load before-after':>17}")
-            for n, s, peak, l0, l1, _ in rows:
-                ratio = f"{s['rate'] / ref:.2f}x" if ref else "-"
-                print(f"{n:>8} {s['updates']:>7} {s['rate']:6.2f} {s['p50']:6.2f} {s['p95']:6.2f} {s['errors']:>6} "
-                      f"{peak:11.0f} {ratio:>16} {l0:8.2f}-{l1:<8.2f}")
-            for n, s, *_ in rows:
-                print(f"  N={n}: {page_breakdown(s)}")
-            for n, s, *_, errors in rows:
-                for e in errors[:5]:
-                    print(f"  N={n} error: {e}")
-            for n, s, *_ in rows:
-                if ref and n > 1:
-                    result(f"sessions: rate at {n} / rate at 1", s["rate"] / ref, what="aggregate chart updates/s")
-                if n == 4:
-                    ok = s["p95"] <= 1.5 and s["errors"] == 0
-                    print(f"target 4 sessions p95 <= 1.5 s and 0 errors: {'met' if ok else 'NOT met'}")
-                    result("sessions: p95 latency at 4", s["p95"], op="<=", target=1.5, unit="s",
-                           what="widget change -> new chart")
-                result(f"sessions: errors at {n}", s["errors"], op="<=", target=0, unit="errors",
-                       what=f"{n} sessions, {args.seconds:g} s")
+                rows.append(dict(n=n, summary=summarise(rec, wall), peak=rss.peak, load0=load0,
+                                 load1=os.getloadavg()[0], errors=rec.errors))
+            report_phases(rows, name="sessions", seconds=args.seconds, latency_what="widget change -> new chart",
+                          rate_what="aggregate chart updates/s")
             if args.visit_all:
                 before = rss.sample()
                 rss.reset()

@@ -166,27 +166,27 @@ def loss_trace_figure(
     """
     if not losses:
         raise ValueError("losses must hold at least one model's trace")
-    fig = go.Figure()
+    traces = []
     for i, (name, loss) in enumerate(losses.items()):
         arr = as_array(loss)
         if arr.ndim == 2:
             arr = arr.mean(1)
         if arr.ndim != 1:
             raise ValueError(f"losses[{name!r}] must be (steps + 1,) or (steps + 1, N), got {arr.shape}")
-        fig.add_trace(go.Scatter(
-            x=np.arange(len(arr)), y=arr, mode="lines+markers", name=short_model_name(name),
+        traces.append(dict(
+            type="scatter", x=np.arange(len(arr)), y=arr, mode="lines+markers", name=short_model_name(name),
             line=dict(color=PALETTE[i % len(PALETTE)]), marker=dict(size=4),
             hovertemplate=f"step %{{x}}<br>loss %{{y:.4g}}<extra>{short_model_name(name)}</extra>",
         ))
     what = "cross-entropy w.r.t. the target (falls)" if targeted else "cross-entropy w.r.t. the label (rises)"
-    fig.update_layout(
+    return go.Figure(data=traces, layout=dict(
         **LAYOUT, height=340,
         margin=dict(l=60, r=20, t=50 if title != "" else 20, b=50),
         title=(title if title is not None else "Loss per PGD step") or None,
-        xaxis_title="PGD step", yaxis_title=what, yaxis_type="log" if log_y else "linear",
-        legend=dict(title="model"),
-    )
-    return fig
+        xaxis=dict(title=dict(text="PGD step")),
+        yaxis=dict(title=dict(text=what), type="log" if log_y else "linear"),
+        legend=dict(title=dict(text="model")),
+    ))
 
 
 def accuracy_vs_eps_figure(
