@@ -98,6 +98,13 @@ def get_card(name_or_path: Union[str, Path]) -> ModelCard:
     Raises:
         KeyError: no such model.
     """
+    # A shipped model's card sits at assets/models/<name>.json: read it alone (the app asks
+    # for the cards of its models several times per page run). Any other name: every card.
+    direct = ASSETS_DIR / f"{name_or_path}.json"
+    if isinstance(name_or_path, str) and "/" in name_or_path and direct.is_file():
+        card = _read_card(direct, shipped=True)
+        if card is not None and card.name == name_or_path and Path(card.path).is_file():
+            return card
     for card in list_models():
         if card.name == str(name_or_path):
             return card

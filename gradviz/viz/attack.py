@@ -117,16 +117,16 @@ def attack_panels_figure(
                 **grid_axes(3 * i + 3),
             ),
         ]
-    fig = go.Figure(data=traces, layout=image_grid_layout(
-        rows, cols, titles=titles, h_spacing=gap_x / plot_w, v_spacing=gap_y / plot_h if rows > 1 else 0.0))
     if title is None:
         what = f"label {class_name(class_names, label)}" if label is not None else "label unknown"
         if target is not None:
             what += f" · target {class_name(class_names, int(target))}"
         title = f"PGD attack · {what}"
     width, height = plot_w + margin["l"] + margin["r"], plot_h + margin["t"] + margin["b"]
-    fig.update_layout(
-        width=width, height=height, margin=margin, **LAYOUT,
+    layout = image_grid_layout(rows, cols, titles=titles, h_spacing=gap_x / plot_w,
+                               v_spacing=gap_y / plot_h if rows > 1 else 0.0)
+    return go.Figure(data=traces, layout=dict(
+        layout, width=width, height=height, margin=margin, **LAYOUT,
         title=dict(text=title, x=0, xref="paper", y=1 - 12 / height, yanchor="top",
                    font=dict(size=14)) if title else None,
         coloraxis=dict(
@@ -135,9 +135,8 @@ def attack_panels_figure(
                           lenmode="pixels", len=min(plot_h, 320), y=1, yanchor="top", thickness=14,
                           x=1 + 18 / plot_w, xanchor="left", outlinewidth=0),
         ),
-    )
-    fig.layout.meta = {"amplify": amplify}
-    return fig
+        meta={"amplify": amplify},
+    ))
 
 
 def loss_trace_figure(
@@ -340,11 +339,10 @@ def pag_grid_figure(
     for i, name in enumerate(names):  # the model's name, vertical, left of its row
         axis = layout["yaxis" + ("" if i == 0 else str(i * cols + 1))]
         axis["title"] = dict(text=f"<b>{short_model_name(name)}</b>", standoff=4, font=dict(size=12))
-    fig = go.Figure(data=traces, layout=layout)
     width, height = plot_w + margin["l"] + margin["r"], plot_h + margin["t"] + margin["b"]
     if title is None:
         title = "Large-eps targeted l_2 PGD toward each class (perceptually aligned gradients)"
-    fig.update_layout(width=width, height=height, margin=margin, **LAYOUT,
-                      title=dict(text=title, x=0, xref="paper", y=1 - 12 / height, yanchor="top",
-                                 font=dict(size=14)) if title else None)
-    return fig
+    return go.Figure(data=traces, layout=dict(
+        layout, width=width, height=height, margin=margin, **LAYOUT,
+        title=dict(text=title, x=0, xref="paper", y=1 - 12 / height, yanchor="top",
+                   font=dict(size=14)) if title else None))
