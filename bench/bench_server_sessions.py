@@ -43,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bench_sessions import N_TEST, Record, RssSampler, cpu_seconds, report_phases, serve, summarise  # noqa: E402
+from bench.bench_sessions import N_TEST, Record, RssSampler, measure_phases, report_phases, serve  # noqa: E402
 
 @dataclass
 class Run:
@@ -222,8 +222,9 @@ async def session(url: str, k: int, ready: asyncio.Event, t_start: asyncio.Event
 
 
 async def run_phase(url: str, n: int, seconds: float, *, timeout_s: float = 60.0, seed: int = 0,
-                    on_start=None) -> tuple[Record, float]:
-    """Open N sessions, then let them work for ``seconds``; returns ``(record, wall seconds)``."""
+                    on_start=None, on_end=None) -> tuple[Record, float]:
+    """Open N sessions, then let them work for ``seconds`` (``on_start()`` is called as the
+    clock starts, ``on_end()`` when it stops); returns ``(record, wall seconds)``."""
     rec = Record()
     start, deadline = asyncio.Event(), [0.0]
     ready = [asyncio.Event() for _ in range(n)]
@@ -236,7 +237,10 @@ async def run_phase(url: str, n: int, seconds: float, *, timeout_s: float = 60.0
     deadline[0] = t0 + seconds
     start.set()
     await asyncio.gather(*tasks)
-    return rec, time.monotonic() - t0
+    wall = time.monotonic() - t0
+    if on_end is not None:
+        on_end()
+    return rec, wall
 
 
 def main() -> int:
@@ -250,24 +254,8 @@ def main() -> int:
     log = Path(tempfile.gettempdir()) / "gradviz-bench_server_sessions-server.log"
     with (contextlib.nullcontext((args.url, None)) if args.url else serve(log)) as (url, pid):
         with RssSampler(pid) as rss:
-            print(f"server {url} (pid {pid or 'not ours'}), {len(os.sched_getaffinity(0))} usable cores, "
-                  f"load average {os.getloadavg()[0]:.2f}; RSS at start {rss.sample():.0f} MB")
-            asyncio.run(run_phase(url, 1, 10.0, timeout_s=args.timeout, seed=args.seed + 99))  # warm-up
-            rows = []
-            for n in args.sessions:
-                load0 = os.getloadavg()[0]
-                cpu = [float("nan")]
-
-                def started(cpu=cpu):
-                    rss.reset()
-                    cpu[0] = cpu_seconds(pid) if pid else float("nan")
-
-                rec, wall = asyncio.run(run_phase(url, n, args.seconds, timeout_s=args.timeout, seed=args.seed,
-                                                  on_start=started))
-                used = cpu_seconds(pid) - cpu[0] if pid else float("nan")
-                summary = summarise(rec, wall)
-                rows.append(dict(n=n, summary=summary, peak=rss.peak, load0=load0, load1=os.getloadavg()[0],
-                                 errors=rec.errors, cpu={"server": (used / wall, used / max(summary["updates"], 1))}))
+            rows = measure_phases(run_phase, url, pid, rss, sessions=args.sessions, seconds=args.seconds,
+                                  timeout_s=args.timeout, seed=args.seed, browsers=False)
             report_phases(rows, name="server sessions", seconds=args.seconds, target_note=" (server alone)",
                           latency_what="request -> end of the run, no browser",
                           rate_what="aggregate updates/s, no browser")

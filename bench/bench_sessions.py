@@ -517,6 +517,42 @@ def report_phases(rows: list[dict], *, name: str, seconds: float, latency_what: 
                what=f"{n} sessions, {seconds:g} s{target_note}")
 
 
+def measure_phases(run_phase, url: str, pid: int | None, rss: RssSampler, *, sessions, seconds: float,
+                   timeout_s: float, seed: int, browsers: bool) -> list[dict]:
+    """Print the server's banner, warm it up (one session, 10 s), then run ``run_phase`` once
+    per N in ``sessions``; returns the rows of :func:`report_phases`, with the CPU the server
+    (and, with ``browsers``, this process's Chromium) used during each timed part."""
+    print(f"server {url} (pid {pid or 'not ours'}), {len(os.sched_getaffinity(0))} usable cores, "
+          f"load average {os.getloadavg()[0]:.2f}; RSS at start {rss.sample():.0f} MB")
+    asyncio.run(run_phase(url, 1, 10.0, timeout_s=timeout_s, seed=seed + 99))  # warm-up
+
+    def cpu_now() -> dict[str, float]:
+        out = {"server": cpu_seconds(pid) if pid else float("nan")}
+        if browsers:
+            out["browser"] = browser_cpu_seconds()
+        return out
+
+    rows = []
+    for n in sessions:
+        load0, marks = os.getloadavg()[0], {}
+
+        def started(marks=marks):
+            rss.reset()
+            marks["start"] = cpu_now()
+
+        def ended(marks=marks):
+            marks["end"] = cpu_now()
+
+        rec, wall = asyncio.run(run_phase(url, n, seconds, timeout_s=timeout_s, seed=seed,
+                                          on_start=started, on_end=ended))
+        summary = summarise(rec, wall)
+        used = {k: marks["end"][k] - marks["start"][k] for k in marks["start"]}
+        rows.append(dict(n=n, summary=summary, peak=rss.peak, load0=load0, load1=os.getloadavg()[0],
+                         errors=rec.errors,
+                         cpu={k: (u / wall, u / max(summary["updates"], 1)) for k, u in used.items()}))
+    return rows
+
+
 def settle(sampler: RssSampler, seconds: float) -> float:
     """Wait ``seconds`` for the server to settle; returns its RSS then (MB)."""
     time.sleep(seconds)
@@ -544,28 +580,8 @@ def main() -> int:
     ttl = ("--server.disconnectedSessionTTL", str(args.disconnected_ttl))
     with (contextlib.nullcontext((args.url, None)) if args.url else serve(log, extra=ttl)) as (url, pid):
         with RssSampler(pid) as rss:
-            print(f"server {url} (pid {pid or 'not ours'}), {len(os.sched_getaffinity(0))} usable cores, "
-                  f"load average {os.getloadavg()[0]:.2f}; RSS at start {rss.sample():.0f} MB")
-            asyncio.run(run_phase(url, 1, 10.0, timeout_s=args.timeout, seed=args.seed + 99))  # warm-up
-            rows = []
-            for n in args.sessions:
-                load0 = os.getloadavg()[0]
-                marks = {}
-
-                def started(marks=marks):
-                    rss.reset()
-                    marks["start"] = (cpu_seconds(pid) if pid else float("nan"), browser_cpu_seconds())
-
-                def ended(marks=marks):
-                    marks["end"] = (cpu_seconds(pid) if pid else float("nan"), browser_cpu_seconds())
-
-                rec, wall = asyncio.run(run_phase(url, n, args.seconds, timeout_s=args.timeout, seed=args.seed,
-                                                  on_start=started, on_end=ended))
-                summary = summarise(rec, wall)
-                cpu = {k: (used / wall, used / max(summary["updates"], 1))
-                       for k, used in zip(("server", "browser"), np.subtract(marks["end"], marks["start"]))}
-                rows.append(dict(n=n, summary=summary, peak=rss.peak, load0=load0, load1=os.getloadavg()[0],
-                                 errors=rec.errors, cpu=cpu))
+            rows = measure_phases(run_phase, url, pid, rss, sessions=args.sessions, seconds=args.seconds,
+                                  timeout_s=args.timeout, seed=args.seed, browsers=True)
             report_phases(rows, name="sessions", seconds=args.seconds, latency_what="widget change -> new chart",
                           rate_what="aggregate chart updates/s")
             if args.visit_all:

@@ -327,12 +327,9 @@ def pag_grid_figure(
             titles.append(t)
     traces = []
     for i, name in enumerate(names):
-        panels = ([image_trace_spec(x0, "x")] if x0 is not None else []) + [
-            image_trace_spec(arrs[name][j], f"{short_model_name(name)} → {class_name(class_names, c)}")
-            for j, c in enumerate(classes)]
-        for j, trace in enumerate(panels):
-            trace.update(grid_axes(i * cols + j + 1))
-        traces += panels
+        panels = ([(x0, "x")] if x0 is not None else []) + [
+            (arrs[name][j], f"{short_model_name(name)} → {class_name(class_names, c)}") for j, c in enumerate(classes)]
+        traces += [image_trace_spec(img, label, **grid_axes(i * cols + j + 1)) for j, (img, label) in enumerate(panels)]
     layout = image_grid_layout(rows, cols, titles=titles, title_size=11,
                                h_spacing=gap_x / plot_w if cols > 1 else 0.0,
                                v_spacing=gap_y / plot_h if rows > 1 else 0.0)
