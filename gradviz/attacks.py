@@ -669,6 +669,20 @@ class AttackResult:
         """(N,) bool: targeted, the prediction is the target; untargeted, it left ``y``."""
         return self.pred_after == self.y if self.targeted else self.pred_after != self.y
 
+    def prediction(self, i: int = 0, *, after: bool = False) -> tuple[int, float]:
+        """Image ``i``'s (predicted class, its probability in [0, 1]) on x, or on x_adv with
+        ``after``."""
+        p = (self.probs_after if after else self.probs_before)[i]
+        return int(p.argmax()), float(p.max())
+
+    def table_row(self, class_names: Sequence[str], i: int = 0) -> dict:
+        """Image ``i``'s row of the Attack page's table: ``before`` / ``after`` ("<class> (<confidence> %)"),
+        ``attack succeeded``, and the perturbation's ``|δ|∞`` and ``|δ|2`` (pixel units)."""
+        (b, pb), (a, pa) = self.prediction(i), self.prediction(i, after=True)
+        d = self.delta[i].flatten()
+        return {"before": f"{class_names[b]} ({100 * pb:.1f} %)", "after": f"{class_names[a]} ({100 * pa:.1f} %)",
+                "attack succeeded": bool(self.success[i]), "|δ|∞": float(d.abs().max()), "|δ|2": float(d.norm())}
+
 
 def run_attack(
     model: nn.Module,

@@ -92,6 +92,23 @@ def list_models(dataset: Optional[str] = None, *, include_user: bool = True) -> 
     return ordered + (robustbench_zoo.list_local(dataset) if include_user else [])
 
 
+def pag_view_models(dataset: str, chosen: Sequence[str]) -> list[str]:
+    """The models of the perceptually-aligned-gradients view: ``chosen`` (e.g. the sidebar's),
+    then the dataset's l2-trained PGD model and its PAG model when not chosen already
+    (``<dataset>/pgd-l2`` and ``<dataset>/pag-cm`` where they exist; else the l2 model of the
+    largest eps and the first PAG model by name): robust or aligned models whose gradients are
+    not masked show the effect."""
+    cards = list_models(dataset)
+    l2 = sorted((c for c in cards if c.norm == "l2" and c.method == "pgd"),
+                key=lambda c: (c.name != f"{dataset}/pgd-l2", -float(c.eps or 0)))
+    pag = sorted((c for c in cards if c.method == "pag"), key=lambda c: c.name != f"{dataset}/pag-cm")
+    out = list(chosen)
+    for group in (l2, pag):
+        if group and group[0].name not in out:
+            out.append(group[0].name)
+    return out
+
+
 def get_card(name_or_path: Union[str, Path]) -> ModelCard:
     """The card of a zoo name or of a checkpoint path (its ``.json`` beside it).
 

@@ -9,7 +9,6 @@ import math
 
 import pandas as pd
 import streamlit as st
-import torch
 
 from gradviz import findings, ui, zoo
 from gradviz.viz.attack import accuracy_vs_eps_figure, attack_panels_figure, loss_trace_figure, pag_grid_figure
@@ -114,29 +113,19 @@ else:
         st.error(f"The attack on test image #{index} could not run: {err}", icon=":material/error:")
 
 
-def pred(p: torch.Tensor) -> tuple[int, float]:
-    return int(p.argmax()), float(p.max())
-
-
 if results is not None:
     fig = attack_panels_figure(
         x[0], {n: r.x_adv[0] for n, r in results.items()}, label=label, target=target,
-        before={n: pred(r.probs_before[0]) for n, r in results.items()},
-        after={n: pred(r.probs_after[0]) for n, r in results.items()}, class_names=classes,
+        before={n: r.prediction() for n, r in results.items()},
+        after={n: r.prediction(after=True) for n, r in results.items()}, class_names=classes,
     )
     st.plotly_chart(fig, width="content", theme=None, key="atk_chart", config=CHART_CONFIG)
     ui.download_buttons(fig, lambda: attack_to_npz(results), stem="attack", key="atk",
                         data_help="NumPy .npz: x, labels, x_adv, probs_before/after, and per PGD step loss, norm, "
                                   "logits; settings (gradviz.viz.export.attack_to_npz).")
     eps_shown = f"{eps * 255:g}/255" if unit > 1 else f"{eps:g}"
-    rows = []
-    for n, r in results.items():
-        b, a = pred(r.probs_before[0]), pred(r.probs_after[0])
-        d = r.delta[0].flatten()
-        rows.append({"model": n, "before": f"{classes[b[0]]} ({100 * b[1]:.1f} %)",
-                     "after": f"{classes[a[0]]} ({100 * a[1]:.1f} %)",
-                     "attack succeeded": bool(r.success[0]), "|δ|∞": float(d.abs().max()), "|δ|2": float(d.norm())})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="atk_table")
+    st.dataframe(pd.DataFrame([{"model": n, **r.table_row(classes)} for n, r in results.items()]),
+                 hide_index=True, key="atk_table")
     st.plotly_chart(loss_trace_figure({n: r.trace.loss[:, 0] for n, r in results.items()}, targeted=target is not None),
                     width="stretch", theme=None, key="atk_loss", config=CHART_CONFIG)
     st.caption(f"{NORMS[norm].split()[0]} PGD, ε = {eps_shown}, {steps} steps of "
@@ -212,19 +201,9 @@ with st.expander("What gradviz measured, and why a robust model's row may barely
         "gradient, not an aligned one. Models trained against l2 attacks (`pgd-l2`), or with "
         "the PAG objective (`pag-cm`), show the effect best: compare the rows of `pgd-linf` and `pgd-l2`."
     )
-# The sidebar's models, then the dataset's l2-trained model and its PAG model (<dataset>/pgd-l2 and /pag-cm where
-# they exist; else the l2 one of the largest eps and the first PAG one): they show the effect.
-dataset_cards = zoo.list_models(state.dataset)
-dataset_models = [c.name for c in dataset_cards]
-extra_models = []
-l2_cards = sorted((c for c in dataset_cards if c.norm == "l2" and c.method == "pgd"),
-                  key=lambda c: (c.name != f"{state.dataset}/pgd-l2", -float(c.eps or 0)))
-pag_cards = sorted((c for c in dataset_cards if c.method == "pag"), key=lambda c: c.name != f"{state.dataset}/pag-cm")
-for group in (l2_cards, pag_cards):
-    if group and group[0].name not in names and group[0].name not in extra_models:
-        extra_models.append(group[0].name)
 pag_names = tuple(st.multiselect(
-    "Models of this view", dataset_models, default=list(names) + extra_models, key=f"atk_pag_models_{state.dataset}",
+    "Models of this view", [c.name for c in zoo.list_models(state.dataset)],
+    default=zoo.pag_view_models(state.dataset, names), key=f"atk_pag_models_{state.dataset}",
     help="The sidebar's models, the dataset's l2-trained model and its PAG model (robust or aligned models whose "
          "gradients are not masked).",
 ))

@@ -5,7 +5,6 @@ UI only: read the widgets, call gradviz.inequality (through gradviz.ui.inequalit
 draw gradviz.viz.inequality.
 """
 
-import pandas as pd
 import streamlit as st
 import torch
 
@@ -208,14 +207,13 @@ elif res is not None:
                 f"({', '.join(map(short_model_name, names))}); the error rates are over these. "
                 f"The Gini histograms are over all {res.n_images}.")
     pct = [100 * k / res.n_features for k in res.k_counts]
-    st.dataframe(pd.DataFrame([{
-        "model": short_model_name(n), "mean Gini": round(float(res.gini[n].mean()), 3),
-        **({f"mean regional Gini (b {res.block})": round(float(res.regional[n].mean()), 3)} if res.regional else {}),
-        **{f"k {p:.2g} %": f"{100 * res.inductive[n][j]:.1f} / {100 * res.random[n][j]:.1f}" for j, p in enumerate(pct)},
-        f"occlusion r ≤ {res.radii[-1]}": f"{100 * res.occlusion[n][-1]:.1f}",
-    } for n in names]), hide_index=True, key="ineq_table")
-    st.caption("Error rates in %: under noise on the top-k pixels / on k random pixels, and under occlusion "
-               "up to the largest radius.")
+    table = res.table().drop(columns="n_common_correct")  # the study's own table, rates shown in %
+    rates = [c for c in table.columns if c.startswith(("top@", "random@", "occlusion@"))]
+    table[rates] = (100 * table[rates]).round(1)
+    table["model"] = table["model"].map(short_model_name)
+    st.dataframe(table.round(3), hide_index=True, key="ineq_table")
+    st.caption("Error rates in %: top@k under noise on the top-k pixels, random@k on k random pixels (k as a "
+               "share of the features), occlusion@r under occlusion up to radius r.")
     row = st.container(horizontal=True, gap="small")
     for lbl, data, fname in (
         ("Gini per image (CSV)", lambda: gini_to_csv(range(res.n_images), res.gini, res.regional, res.among),

@@ -233,3 +233,18 @@ def test_run_attack_names_the_images_whose_target_is_their_label(batch):
         attacks.run_attack(_mlp(), x[:3], y[:3], eps=0.1, target=target, names=["test #4", "test #17", "test #9"])
     with pytest.raises(ValueError, match=r"true label of the image\(s\) at batch position\(s\) 1:"):
         attacks.run_attack(_mlp(), x[:3], y[:3], eps=0.1, target=target)
+
+
+def test_an_attack_result_gives_its_predictions_and_table_row(batch):
+    x, y = batch
+    r = attacks.run_attack(_mlp(), x[:2], y[:2], eps=0.2, steps=5)
+    classes = [f"c{k}" for k in range(10)]
+    for i in range(2):
+        (b, pb), (a, pa) = r.prediction(i), r.prediction(i, after=True)
+        assert b == int(r.pred_before[i]) and a == int(r.pred_after[i])
+        assert pb == pytest.approx(float(r.probs_before[i].max())) and 0 <= pa <= 1
+        row = r.table_row(classes, i)
+        assert row["before"] == f"c{b} ({100 * pb:.1f} %)" and row["after"].startswith(f"c{a} (")
+        assert row["attack succeeded"] == bool(r.success[i])
+        assert row["|δ|∞"] == pytest.approx(float(r.delta[i].abs().max())) and row["|δ|∞"] <= 0.2 + 1e-6
+        assert row["|δ|2"] == pytest.approx(float(r.delta[i].flatten().norm()))

@@ -172,3 +172,10 @@ def test_a_card_read_again_is_the_file_as_it_is_now(home):
     (folder / "cached.json").write_text("[1, 2]")
     with pytest.raises(zoo.CheckpointError, match="no JSON object"):
         zoo.read_card(folder / "cached.json")
+
+
+def test_pag_view_models_add_the_l2_and_pag_models_once():
+    assert zoo.pag_view_models("mnist-5k", ["mnist-5k/standard"]) == [
+        "mnist-5k/standard", "mnist-5k/pgd-l2", "mnist-5k/pag-cm"]
+    assert zoo.pag_view_models("mnist-5k", ["mnist-5k/pag-cm", "mnist-5k/pgd-l2"]) == [
+        "mnist-5k/pag-cm", "mnist-5k/pgd-l2"]
